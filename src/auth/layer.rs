@@ -1,0 +1,216 @@
+use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
+
+use http::{HeaderMap, HeaderName, Uri};
+use jsonwebtoken::Algorithm;
+use tower_layer::Layer;
+
+use super::JwtAuth;
+use crate::{
+    AuthError, ConfigError, OnRejection, StandardClaims, VerificationKey,
+    rejection::Rejecter,
+    token::TokenSource,
+    validate::{Validated, Validator},
+};
+
+/// A [`Layer`] that authenticates requests with bearer JWTs; see the [module docs](crate::auth).
+///
+/// `C` is the type the token's claims are decoded into and injected as
+/// [`Claims<C>`](crate::Claims). The layer is an `Arc` of configuration that was checked and
+/// precomputed when it was built: cloning it, and applying it to many services, is cheap.
+pub struct JwtAuthLayer<C = StandardClaims> {
+    config: Arc<Config>,
+    _claims: PhantomData<fn() -> C>,
+}
+
+/// Everything the service needs per request, shared by all clones.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    validator: Validator,
+    source: TokenSource,
+    optional: bool,
+    pub(crate) rejecter: Rejecter,
+}
+
+impl Config {
+    /// Finds and validates the token: `Ok(None)` when there is none and that is allowed.
+    pub(crate) fn authenticate<C: serde::de::DeserializeOwned>(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Option<Validated<C>>, AuthError> {
+        match self
+            .source
+            .extract(headers, uri, self.validator.max_token_len)?
+        {
+            Some(token) => self.validator.validate(&token).map(Some),
+            None if self.optional => Ok(None),
+            None => Err(AuthError::MissingToken),
+        }
+    }
+}
+
+impl<C> JwtAuthLayer<C> {
+    /// Validates tokens signed with one key.
+    pub fn new(key: VerificationKey) -> Self {
+        Self::from_validator(Validator::new(vec![key]).expect("one key is a valid key set"))
+    }
+
+    /// Validates tokens signed with any of `keys`, picked by `kid` (or, for a token without
+    /// `kid`, by `alg`).
+    ///
+    /// Fails when `keys` is empty or two keys share a `kid`.
+    pub fn with_keys(keys: impl IntoIterator<Item = VerificationKey>) -> Result<Self, ConfigError> {
+        Validator::new(keys.into_iter().collect()).map(Self::from_validator)
+    }
+
+    /// Validates `HS256` tokens; the secret must be at least 32 bytes long.
+    pub fn hs256(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        VerificationKey::hmac(Algorithm::HS256, secret.as_ref()).map(Self::new)
+    }
+
+    /// Validates `HS384` tokens; the secret must be at least 48 bytes long.
+    pub fn hs384(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        VerificationKey::hmac(Algorithm::HS384, secret.as_ref()).map(Self::new)
+    }
+
+    /// Validates `HS512` tokens; the secret must be at least 64 bytes long.
+    pub fn hs512(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        VerificationKey::hmac(Algorithm::HS512, secret.as_ref()).map(Self::new)
+    }
+
+    fn from_validator(validator: Validator) -> Self {
+        let config = Config {
+            validator,
+            source: TokenSource::default(),
+            optional: false,
+            rejecter: Rejecter::default(),
+        };
+        Self {
+            config: Arc::new(config),
+            _claims: PhantomData,
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Accepts tokens from this issuer (`iss`). Call it again to accept several. Once an
+    /// issuer is configured, a token without `iss` is rejected.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.config_mut().validator.add_issuer(issuer.into());
+        self
+    }
+
+    /// Accepts tokens for this audience (`aud`). Call it again to accept several. Once an
+    /// audience is configured, a token without `aud` is rejected; without one, any `aud` is
+    /// accepted.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.config_mut().validator.add_audience(audience.into());
+        self
+    }
+
+    /// The clock skew allowed when checking `exp` and `nbf` (default 30 seconds).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.config_mut().validator.set_leeway(leeway);
+        self
+    }
+
+    /// Rejects tokens that lack this claim (or carry it as `null`). `exp` is always required.
+    pub fn require_claim(mut self, name: &str) -> Self {
+        self.config_mut().validator.require_claim(name);
+        self
+    }
+
+    /// Rejects tokens whose `typ` header is not `typ` (compared case-insensitively, with or
+    /// without the `application/` prefix), e.g. `at+jwt` for RFC 9068 access tokens.
+    pub fn typ(mut self, typ: &str) -> Self {
+        self.config_mut().validator.set_typ(typ);
+        self
+    }
+
+    /// Refuses tokens longer than `max_len` bytes before decoding them (default 8 KiB).
+    pub fn max_token_len(mut self, max_len: usize) -> Self {
+        self.config_mut().validator.max_token_len = max_len;
+        self
+    }
+
+    /// The realm sent in `WWW-Authenticate` challenges (default `"api"`; empty for none).
+    ///
+    /// # Panics
+    ///
+    /// When `realm` contains characters other than visible ASCII and space.
+    pub fn realm(mut self, realm: &str) -> Self {
+        self.config_mut().rejecter.set_realm(realm);
+        self
+    }
+
+    /// Lets requests without a token through, without claims. A request with a token that is
+    /// invalid, or a malformed request, is still rejected. Pair it with per-route
+    /// [`RequireScope`](crate::RequireScope) or [`require`](crate::require) layers, which
+    /// answer `401` when there are no claims.
+    pub fn optional(mut self) -> Self {
+        self.config_mut().optional = true;
+        self
+    }
+
+    /// Reads the token from the cookie `name` instead of the `Authorization` header.
+    pub fn token_from_cookie(mut self, name: &str) -> Self {
+        self.config_mut().source = TokenSource::Cookie(name.into());
+        self
+    }
+
+    /// Reads the token from the header `name`, whose whole value is the token.
+    pub fn token_from_header(mut self, name: HeaderName) -> Self {
+        self.config_mut().source = TokenSource::Header(name);
+        self
+    }
+
+    /// Reads the token with `f`, which returns `None` when the request has no token. The
+    /// length limit and the `b64token` syntax check still apply to what it returns.
+    pub fn token_from_fn<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&HeaderMap, &Uri) -> Option<String> + Send + Sync + 'static,
+    {
+        self.config_mut().source = TokenSource::custom(f);
+        self
+    }
+
+    /// Replaces the RFC 6750 rejection response; the handler still receives the typed
+    /// [`AuthError`].
+    pub fn on_rejection(mut self, handler: impl OnRejection) -> Self {
+        self.config_mut().rejecter.set_handler(handler);
+        self
+    }
+
+    /// The algorithms this layer accepts, one per configured key.
+    pub fn algorithms(&self) -> Vec<Algorithm> {
+        self.config.validator.algorithms().collect()
+    }
+}
+
+impl<C> Clone for JwtAuthLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<C> fmt::Debug for JwtAuthLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthLayer")
+            .field("claims", &std::any::type_name::<C>())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, C> Layer<S> for JwtAuthLayer<C> {
+    type Service = JwtAuth<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtAuth::new(inner, self.config.clone())
+    }
+}

@@ -1,0 +1,59 @@
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::Requirement;
+use crate::{body::ResponseBody, future::ResponseFuture, rejection::Rejecter};
+
+/// Middleware that checks a [`Requirement`]; built by
+/// [`AuthorizeLayer`](super::AuthorizeLayer).
+pub struct Authorize<S, R> {
+    pub(crate) inner: S,
+    pub(crate) requirement: Arc<R>,
+    pub(crate) rejecter: Rejecter,
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Authorize<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: Requirement,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        match self.requirement.check(req.extensions()) {
+            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
+            Err(error) => ResponseFuture::rejected(self.rejecter.reject(&error)),
+        }
+    }
+}
+
+impl<S: Clone, R> Clone for Authorize<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            requirement: self.requirement.clone(),
+            rejecter: self.rejecter.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for Authorize<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorize")
+            .field("inner", &self.inner)
+            .field("requirement", &self.requirement)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,148 @@
+//! The claims the middleware injects into request extensions.
+//!
+//! After a token is validated, [`JwtAuth`](crate::JwtAuth) inserts two extensions:
+//!
+//! - [`Claims<C>`]: the token's claims, decoded into the type `C` you chose for the layer
+//!   (for example [`StandardClaims`]). `Claims<C>` dereferences to `C`.
+//! - [`Scopes`]: the scopes the token grants, read from the RFC 8693 `scope` claim (a
+//!   space-separated string) or the `scp` claim (a string or an array) that several identity
+//!   providers use instead. [`RequireScope`](crate::RequireScope) reads it, whatever `C` is.
+
+use std::{collections::BTreeSet, ops::Deref, sync::Arc};
+
+use serde::{Deserialize, Serialize};
+
+/// The validated claims of the request's token, as inserted by [`JwtAuth`](crate::JwtAuth).
+///
+/// Read it from the request extensions (`req.extensions().get::<Claims<C>>()`) or, with the
+/// `axum` feature, take it as a handler argument.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims<C>(pub C);
+
+impl<C> Claims<C> {
+    /// Unwraps the claims.
+    pub fn into_inner(self) -> C {
+        self.0
+    }
+}
+
+impl<C> Deref for Claims<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.0
+    }
+}
+
+/// The registered JWT claims (RFC 7519 section 4.1) plus the RFC 8693 `scope` claim.
+///
+/// Every other member of the token's payload is kept in [`extra`](Self::extra).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StandardClaims {
+    /// Subject: who the token is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience: one string or a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+    /// Expiration time, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    /// Not before, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// JWT ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Space-separated scopes (RFC 8693 section 4.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// All other members of the payload.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl StandardClaims {
+    /// Iterates the scopes of the `scope` claim.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope
+            .as_deref()
+            .unwrap_or_default()
+            .split_ascii_whitespace()
+    }
+
+    /// Whether the token's audience includes `aud`.
+    pub fn has_audience(&self, aud: &str) -> bool {
+        match &self.aud {
+            Some(Audience::One(a)) => a == aud,
+            Some(Audience::Many(list)) => list.iter().any(|a| a == aud),
+            None => false,
+        }
+    }
+}
+
+/// The `aud` claim: a single string or a list of strings (RFC 7519 section 4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// A single audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+/// The scopes a validated token grants, inserted by [`JwtAuth`](crate::JwtAuth) next to
+/// [`Claims`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(Arc<BTreeSet<Box<str>>>);
+
+impl Scopes {
+    pub(crate) fn from_iter<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Self {
+        Self(Arc::new(scopes.into_iter().map(Box::from).collect()))
+    }
+
+    /// Whether the token grants `scope`.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
+    /// Iterates the granted scopes in lexicographic order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|s| &**s)
+    }
+
+    /// Whether the token grants no scope at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_claims_keep_unknown_members() {
+        let c: StandardClaims = serde_json::from_str(
+            r#"{"sub":"alice","aud":["a","b"],"exp":10,"scope":"x y","tenant":"acme"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.sub.as_deref(), Some("alice"));
+        assert!(c.has_audience("b"));
+        assert!(!c.has_audience("c"));
+        assert_eq!(c.scopes().collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(c.extra["tenant"], "acme");
+    }
+
+    #[test]
+    fn single_audience_is_a_string() {
+        let c: StandardClaims = serde_json::from_str(r#"{"aud":"a"}"#).unwrap();
+        assert_eq!(c.aud, Some(Audience::One("a".into())));
+    }
+}

@@ -1,0 +1,277 @@
+//! Why a request was refused, and why a configuration was refused.
+//!
+//! [`AuthError`] is the typed reason behind every rejection the middleware produces. It knows
+//! its HTTP status, its RFC 6750 error code and the `WWW-Authenticate` challenge it answers
+//! with, so a custom [`OnRejection`](crate::OnRejection) can change the response without losing
+//! the reason. [`ConfigError`] is returned when a layer is built from keys or settings that
+//! could never validate a token safely.
+
+use std::{borrow::Cow, fmt, sync::Arc};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// Why a request was not authenticated or not authorized.
+///
+/// Every variant maps to one of the three RFC 6750 outcomes: `401` without an error code when
+/// the request carries no token, `400 invalid_request` when the request itself is malformed,
+/// `401 invalid_token` when the token is not acceptable, and `403 insufficient_scope` when
+/// the token is valid but does not grant what the route requires.
+///
+/// Descriptions never contain the token or any part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The request carries no bearer token (or uses another authentication scheme).
+    MissingToken,
+    /// The request is malformed: duplicated `Authorization` headers, a value that is not
+    /// visible ASCII, a bare `Bearer`, or a token outside the `b64token` syntax.
+    InvalidRequest(&'static str),
+    /// The token is longer than the configured limit; it was refused before decoding.
+    TokenTooLarge,
+    /// The token is not a well-formed JWS compact serialization (or uses an unsupported
+    /// `crit` extension).
+    MalformedToken,
+    /// The token's `alg` is not one the configured keys allow (`none` never is).
+    UnsupportedAlgorithm,
+    /// The token names a `kid` that no configured key has.
+    UnknownKey,
+    /// The signature does not verify with the selected key.
+    InvalidSignature,
+    /// The token's `exp` is in the past (beyond the leeway).
+    Expired,
+    /// The token's `nbf` is in the future (beyond the leeway).
+    NotYetValid,
+    /// The token's `iss` is missing or is not a configured issuer.
+    InvalidIssuer,
+    /// The token's `aud` is missing or names none of the configured audiences.
+    InvalidAudience,
+    /// The token's `typ` header is missing or is not the configured one.
+    InvalidType,
+    /// A claim the configuration requires is missing.
+    MissingClaim(Arc<str>),
+    /// The claims are not valid JSON of the expected shape (or a registered claim has the
+    /// wrong type).
+    InvalidClaims,
+    /// The token is valid but lacks the scopes the route requires.
+    InsufficientScope {
+        /// The space-separated scopes the route requires, as sent in the challenge.
+        required: Arc<str>,
+    },
+    /// The token is valid but a claim requirement of the route rejected it.
+    Forbidden,
+}
+
+impl AuthError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingToken => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope { .. } | Self::Forbidden => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The RFC 6750 `error` code, or `None` when the request had no credentials at all.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken => None,
+            Self::InvalidRequest(_) => Some("invalid_request"),
+            Self::InsufficientScope { .. } | Self::Forbidden => Some("insufficient_scope"),
+            _ => Some("invalid_token"),
+        }
+    }
+
+    /// A description that helps the client; it never contains the token.
+    pub fn description(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Self::MissingToken => "a bearer token is required",
+            Self::InvalidRequest(reason) => reason,
+            Self::TokenTooLarge => "the token is too large",
+            Self::MalformedToken => "the token is not a well-formed JWT",
+            Self::UnsupportedAlgorithm => "the token's signing algorithm is not accepted",
+            Self::UnknownKey => "the token's key id is not known",
+            Self::InvalidSignature => "the token's signature is invalid",
+            Self::Expired => "the token has expired",
+            Self::NotYetValid => "the token is not valid yet",
+            Self::InvalidIssuer => "the token's issuer is not accepted",
+            Self::InvalidAudience => "the token is not intended for this audience",
+            Self::InvalidType => "the token's type is not accepted",
+            Self::MissingClaim(name) => {
+                return Cow::Owned(format!("the token lacks the required claim `{name}`"));
+            }
+            Self::InvalidClaims => "the token's claims are malformed",
+            Self::InsufficientScope { .. } => "the token does not grant the required scope",
+            Self::Forbidden => "the token does not grant access to this resource",
+        })
+    }
+
+    /// The `WWW-Authenticate` challenge for this error (RFC 6750 section 3).
+    ///
+    /// Quoted-string values are escaped; `realm` is included when it is not empty.
+    pub fn challenge(&self, realm: &str) -> HeaderValue {
+        let mut value = String::from("Bearer");
+        let mut sep = " ";
+        let mut param = |name: &str, v: &str| {
+            value.push_str(sep);
+            value.push_str(name);
+            value.push_str("=\"");
+            push_escaped(&mut value, v);
+            value.push('"');
+            sep = ", ";
+        };
+        if !realm.is_empty() {
+            param("realm", realm);
+        }
+        if let Some(code) = self.error_code() {
+            param("error", code);
+            param("error_description", &self.description());
+        }
+        if let Self::InsufficientScope { required } = self {
+            param("scope", required);
+        }
+        // Every part is either a static string or was checked to be visible ASCII when the
+        // layer was configured, so this cannot fail; fall back to the bare scheme regardless.
+        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+
+    /// The default RFC 6750 response: status, `WWW-Authenticate`, `Cache-Control: no-store`
+    /// and a small JSON body `{"error": ..., "error_description": ...}`.
+    pub fn response(&self, realm: &str) -> Response<Bytes> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            error_description: &'a str,
+        }
+        let description = self.description();
+        let body = serde_json::to_vec(&Body {
+            error: self.error_code().unwrap_or("unauthorized"),
+            error_description: &description,
+        })
+        .unwrap_or_default();
+        let mut response = Response::new(Bytes::from(body));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// Appends `s` as the inside of an RFC 9110 quoted-string (`"` and `\` are escaped).
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description())
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// A layer could not be built from the given keys or settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An HMAC secret is shorter than the hash output of its algorithm (RFC 7518 3.2).
+    WeakSecret {
+        /// The minimum length in bytes.
+        min_len: usize,
+        /// The length that was given.
+        len: usize,
+    },
+    /// A key could not be parsed, or does not belong to the algorithm it was given for.
+    InvalidKey(&'static str),
+    /// No key was configured.
+    NoKeys,
+    /// Two keys share one `kid`.
+    DuplicateKeyId,
+    /// A realm, scope or type is not visible ASCII, or a scope contains a space.
+    InvalidValue(&'static str),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WeakSecret { min_len, len } => write!(
+                f,
+                "the HMAC secret is {len} bytes long; this algorithm needs at least {min_len}"
+            ),
+            Self::InvalidKey(reason) => write!(f, "invalid key: {reason}"),
+            Self::NoKeys => f.write_str("no verification key was configured"),
+            Self::DuplicateKeyId => f.write_str("two keys share one `kid`"),
+            Self::InvalidValue(what) => write!(f, "invalid configuration value: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_token_has_no_error_code() {
+        let e = AuthError::MissingToken;
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(e.challenge("api"), "Bearer realm=\"api\"");
+    }
+
+    #[test]
+    fn invalid_token_challenge_carries_code_and_description() {
+        assert_eq!(
+            AuthError::Expired.challenge("api"),
+            "Bearer realm=\"api\", error=\"invalid_token\", \
+             error_description=\"the token has expired\""
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_scope() {
+        let e = AuthError::InsufficientScope {
+            required: "todos:write".into(),
+        };
+        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            e.challenge(""),
+            "Bearer error=\"insufficient_scope\", \
+             error_description=\"the token does not grant the required scope\", \
+             scope=\"todos:write\""
+        );
+    }
+
+    #[test]
+    fn quoted_strings_are_escaped() {
+        let e = AuthError::MissingClaim("a\"b\\c".into());
+        let v = e.challenge("r\"x");
+        assert_eq!(
+            v,
+            "Bearer realm=\"r\\\"x\", error=\"invalid_token\", \
+             error_description=\"the token lacks the required claim `a\\\"b\\\\c`\""
+        );
+    }
+
+    #[test]
+    fn response_is_json_with_no_store() {
+        let res = AuthError::InvalidRequest("duplicate header").response("api");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(body["error"], "invalid_request");
+        assert_eq!(body["error_description"], "duplicate header");
+    }
+}

@@ -1,0 +1,236 @@
+//! Verification keys, each bound to the one algorithm it may verify.
+//!
+//! A [`VerificationKey`] pairs a `jsonwebtoken` [`DecodingKey`] with an [`Algorithm`] and an
+//! optional `kid`. The layer's algorithm allow-list is derived from its keys, so a key can
+//! never be used with an algorithm of another family (an RSA public key is never an HMAC
+//! secret), and `none` is never accepted because it is no key's algorithm.
+//!
+//! ```
+//! use tower_jwt_auth::{Algorithm, VerificationKey};
+//!
+//! let key = VerificationKey::hmac(Algorithm::HS256, &[7; 32]).unwrap().with_kid("2026-11");
+//! assert_eq!(key.algorithm(), Algorithm::HS256);
+//! assert_eq!(key.kid(), Some("2026-11"));
+//!
+//! // A 10-byte secret is refused when the key is built, not when the first token arrives.
+//! assert!(VerificationKey::hmac(Algorithm::HS256, b"0123456789").is_err());
+//! ```
+
+use std::{fmt, sync::Arc};
+
+use jsonwebtoken::{
+    Algorithm, AlgorithmFamily, DecodingKey,
+    jwk::{AlgorithmParameters, EllipticCurve, Jwk},
+};
+
+use crate::ConfigError;
+
+/// A key that verifies tokens signed with exactly one algorithm.
+///
+/// `Debug` shows the algorithm and `kid`, never key material.
+#[derive(Clone)]
+pub struct VerificationKey {
+    pub(crate) key: DecodingKey,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) kid: Option<Arc<str>>,
+}
+
+impl VerificationKey {
+    /// An HMAC secret for `HS256`, `HS384` or `HS512`.
+    ///
+    /// The secret must be at least as long as the hash output (32, 48 or 64 bytes,
+    /// RFC 7518 section 3.2); a shorter one is [`ConfigError::WeakSecret`].
+    pub fn hmac(algorithm: Algorithm, secret: &[u8]) -> Result<Self, ConfigError> {
+        check_hmac_secret(algorithm, secret)?;
+        let key = DecodingKey::from_secret(secret)
+            .map_err(|_| ConfigError::InvalidKey("empty secret"))?;
+        Ok(Self::new(key, algorithm))
+    }
+
+    /// A PEM-encoded public key (`-----BEGIN PUBLIC KEY-----`, or `BEGIN RSA PUBLIC KEY`, or
+    /// a certificate) for an RSA, ECDSA or EdDSA algorithm.
+    pub fn from_pem(algorithm: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
+        crate::crypto::ensure_provider();
+        let key = match algorithm.family() {
+            AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+            AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
+            AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
+            AlgorithmFamily::Hmac => {
+                return Err(ConfigError::InvalidKey(
+                    "an HMAC algorithm takes a secret, not a PEM key",
+                ));
+            }
+        }
+        .map_err(|_| {
+            ConfigError::InvalidKey("the PEM does not hold a public key of this algorithm's family")
+        })?;
+        Ok(Self::new(key, algorithm))
+    }
+
+    /// A DER-encoded public key: PKCS#1 `RSAPublicKey` for RSA, the SEC1 point for ECDSA, the
+    /// raw 32 bytes for Ed25519.
+    pub fn from_der(algorithm: Algorithm, der: &[u8]) -> Result<Self, ConfigError> {
+        crate::crypto::ensure_provider();
+        if der.is_empty() {
+            return Err(ConfigError::InvalidKey("empty DER key"));
+        }
+        let key = match algorithm.family() {
+            AlgorithmFamily::Rsa => DecodingKey::from_rsa_der(der),
+            AlgorithmFamily::Ec => DecodingKey::from_ec_der(der),
+            AlgorithmFamily::Ed => DecodingKey::from_ed_der(der),
+            AlgorithmFamily::Hmac => {
+                return Err(ConfigError::InvalidKey(
+                    "an HMAC algorithm takes a secret, not a DER key",
+                ));
+            }
+        };
+        Ok(Self::new(key, algorithm))
+    }
+
+    /// A public key from a JWK (RFC 7517). The algorithm is the JWK's `alg`, or is derived
+    /// from its key type and curve when `alg` is absent (RSA keys then default to `RS256`);
+    /// its `kid` becomes the key's `kid`. Symmetric (`oct`) JWKs must name their `alg`.
+    pub fn from_jwk(jwk: &Jwk) -> Result<Self, ConfigError> {
+        crate::crypto::ensure_provider();
+        let algorithm = match (jwk.common.key_algorithm, &jwk.algorithm) {
+            (Some(alg), _) => Algorithm::try_from(alg).map_err(|_| {
+                ConfigError::InvalidKey("the JWK's `alg` is not a signature algorithm")
+            })?,
+            (None, AlgorithmParameters::RSA(_)) => Algorithm::RS256,
+            (None, AlgorithmParameters::EllipticCurve(p)) => match p.curve {
+                EllipticCurve::P256 => Algorithm::ES256,
+                EllipticCurve::P384 => Algorithm::ES384,
+                _ => return Err(ConfigError::InvalidKey("unsupported elliptic curve")),
+            },
+            (None, AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
+            (None, _) => {
+                return Err(ConfigError::InvalidKey(
+                    "the JWK has no `alg` and no key type that implies one",
+                ));
+            }
+        };
+        let family_matches = matches!(
+            (&jwk.algorithm, algorithm.family()),
+            (AlgorithmParameters::RSA(_), AlgorithmFamily::Rsa)
+                | (AlgorithmParameters::EllipticCurve(_), AlgorithmFamily::Ec)
+                | (AlgorithmParameters::OctetKeyPair(_), AlgorithmFamily::Ed)
+                | (AlgorithmParameters::OctetKey(_), AlgorithmFamily::Hmac)
+        );
+        if !family_matches {
+            return Err(ConfigError::InvalidKey(
+                "the JWK's key type does not match its `alg`",
+            ));
+        }
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|_| ConfigError::InvalidKey("the JWK's key parameters are invalid"))?;
+        if algorithm.family() == AlgorithmFamily::Hmac {
+            check_hmac_secret(algorithm, key.try_get_as_bytes().unwrap_or_default())?;
+        }
+        let key = Self::new(key, algorithm);
+        Ok(match &jwk.common.key_id {
+            Some(kid) => key.with_kid(kid.as_str()),
+            None => key,
+        })
+    }
+
+    fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
+        crate::crypto::ensure_provider();
+        Self {
+            key,
+            algorithm,
+            kid: None,
+        }
+    }
+
+    /// Sets the key id this key is selected by (the token header's `kid`).
+    pub fn with_kid(mut self, kid: impl Into<Arc<str>>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// The one algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The key id, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+}
+
+impl fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("algorithm", &self.algorithm)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output.
+pub(crate) fn check_hmac_secret(algorithm: Algorithm, secret: &[u8]) -> Result<(), ConfigError> {
+    let min_len = match algorithm {
+        Algorithm::HS256 => 32,
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => return Err(ConfigError::InvalidKey("not an HMAC algorithm")),
+    };
+    if secret.len() < min_len {
+        return Err(ConfigError::WeakSecret {
+            min_len,
+            len: secret.len(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_shorter_than_the_hash_are_refused() {
+        assert_eq!(
+            VerificationKey::hmac(Algorithm::HS256, &[1; 31]).unwrap_err(),
+            ConfigError::WeakSecret {
+                min_len: 32,
+                len: 31
+            }
+        );
+        assert!(VerificationKey::hmac(Algorithm::HS384, &[1; 47]).is_err());
+        assert!(VerificationKey::hmac(Algorithm::HS512, &[1; 64]).is_ok());
+    }
+
+    #[test]
+    fn hmac_secret_cannot_be_used_with_an_asymmetric_algorithm() {
+        assert!(VerificationKey::hmac(Algorithm::RS256, &[1; 64]).is_err());
+        assert!(
+            VerificationKey::from_pem(Algorithm::HS256, b"-----BEGIN PUBLIC KEY-----").is_err()
+        );
+    }
+
+    #[test]
+    fn unparsable_pem_is_a_config_error() {
+        let err = VerificationKey::from_pem(Algorithm::RS256, b"not a pem").unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidKey(_)));
+    }
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let key =
+            VerificationKey::hmac(Algorithm::HS256, b"super-secret-key-that-is-32-byte").unwrap();
+        let debug = format!("{key:?}");
+        assert!(!debug.contains("super-secret"), "{debug}");
+        assert!(debug.contains("HS256"));
+    }
+
+    #[test]
+    fn jwk_algorithm_must_match_key_type() {
+        let jwk: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "oct", "alg": "RS256", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"
+        }))
+        .unwrap();
+        assert!(VerificationKey::from_jwk(&jwk).is_err());
+    }
+}

@@ -1,0 +1,277 @@
+//! Where the bearer token comes from (RFC 6750 section 2).
+//!
+//! The default source is the `Authorization: Bearer <token>` header (section 2.1). A layer can
+//! instead read a named cookie, a custom header carrying the bare token, or anything a closure
+//! finds in the request head. Whatever the source, the token must be in the `b64token`
+//! character set and no longer than the configured limit before any decoding happens.
+
+use std::{borrow::Cow, fmt, sync::Arc};
+
+use http::{HeaderMap, HeaderName, Uri, header};
+
+use crate::AuthError;
+
+/// The default limit on a token's length, in bytes.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
+type ExtractFn = dyn Fn(&HeaderMap, &Uri) -> Option<String> + Send + Sync;
+
+/// Where a layer looks for the token.
+#[derive(Clone, Default)]
+pub(crate) enum TokenSource {
+    /// `Authorization: Bearer <token>`.
+    #[default]
+    Authorization,
+    /// A header whose whole value is the token.
+    Header(HeaderName),
+    /// A cookie with this name.
+    Cookie(Arc<str>),
+    /// A user-supplied function.
+    Custom(Arc<ExtractFn>),
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Authorization => f.write_str("Authorization"),
+            Self::Header(name) => f.debug_tuple("Header").field(name).finish(),
+            Self::Cookie(name) => f.debug_tuple("Cookie").field(name).finish(),
+            Self::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+impl TokenSource {
+    pub(crate) fn custom<F>(f: F) -> Self
+    where
+        F: Fn(&HeaderMap, &Uri) -> Option<String> + Send + Sync + 'static,
+    {
+        Self::Custom(Arc::new(f))
+    }
+
+    /// Finds the token: `Ok(None)` when the request carries none, an error when the request
+    /// is malformed or the token is too long or outside the `b64token` syntax.
+    pub(crate) fn extract<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        uri: &Uri,
+        max_len: usize,
+    ) -> Result<Option<Cow<'a, str>>, AuthError> {
+        let token = match self {
+            Self::Authorization => bearer_from_authorization(headers)?.map(Cow::Borrowed),
+            Self::Header(name) => single_header(headers, name)?.map(Cow::Borrowed),
+            Self::Cookie(name) => cookie(headers, name)?.map(Cow::Borrowed),
+            Self::Custom(f) => f(headers, uri).map(Cow::Owned),
+        };
+        let Some(token) = token else { return Ok(None) };
+        if token.len() > max_len {
+            return Err(AuthError::TokenTooLarge);
+        }
+        if !is_b64token(&token) {
+            return Err(AuthError::InvalidRequest(
+                "the bearer token has invalid characters",
+            ));
+        }
+        Ok(Some(token))
+    }
+}
+
+/// Reads exactly one header value as visible ASCII; several values are a malformed request.
+fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a str>, AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::InvalidRequest(
+            "more than one credentials header",
+        ));
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| AuthError::InvalidRequest("the credentials header is not visible ASCII"))
+}
+
+/// `credentials = "Bearer" 1*SP b64token`, the scheme matched case-insensitively.
+///
+/// Another scheme (say `Basic`) counts as no token: RFC 6750 section 3.1 asks for a challenge
+/// without an error code when the client used an unsupported authentication method.
+fn bearer_from_authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let Some(value) = single_header(headers, &header::AUTHORIZATION)? else {
+        return Ok(None);
+    };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(AuthError::InvalidRequest(
+            "the Bearer scheme carries no token",
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// Finds the first cookie called `name` in any `Cookie` header.
+///
+/// Written by hand: a lookup of one name needs no jar, and the `cookie` crate would bring
+/// percent-decoding and date parsing that a bearer token never uses.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
+    for value in headers.get_all(header::COOKIE) {
+        let value = value
+            .to_str()
+            .map_err(|_| AuthError::InvalidRequest("the Cookie header is not visible ASCII"))?;
+        for pair in value.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == name
+            {
+                return Ok(Some(v.trim_matches('"')));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn extract(
+        source: &TokenSource,
+        headers: &[(&str, &[u8])],
+    ) -> Result<Option<String>, AuthError> {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        source
+            .extract(&map, &Uri::from_static("/"), DEFAULT_MAX_TOKEN_LEN)
+            .map(|t| t.map(Cow::into_owned))
+    }
+
+    fn bearer(value: &[u8]) -> Result<Option<String>, AuthError> {
+        extract(&TokenSource::Authorization, &[("authorization", value)])
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive_and_spaces_may_repeat() {
+        assert_eq!(bearer(b"bEaReR   a.b.c").unwrap().as_deref(), Some("a.b.c"));
+    }
+
+    #[test]
+    fn no_header_is_no_token() {
+        assert_eq!(extract(&TokenSource::Authorization, &[]).unwrap(), None);
+    }
+
+    #[test]
+    fn other_scheme_is_no_token() {
+        assert_eq!(bearer(b"Basic YWxpY2U6d29uZGVybGFuZA==").unwrap(), None);
+    }
+
+    #[test]
+    fn bare_bearer_is_invalid_request() {
+        assert!(matches!(
+            bearer(b"Bearer"),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            bearer(b"Bearer   "),
+            Err(AuthError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn two_authorization_headers_are_invalid_request() {
+        let r = extract(
+            &TokenSource::Authorization,
+            &[
+                ("authorization", b"Bearer a.b.c"),
+                ("authorization", b"Bearer d.e.f"),
+            ],
+        );
+        assert!(matches!(r, Err(AuthError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn non_ascii_value_is_invalid_request() {
+        assert!(matches!(
+            bearer(b"Bearer a.b.\xff"),
+            Err(AuthError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn characters_outside_b64token_are_invalid_request() {
+        assert!(matches!(
+            bearer(b"Bearer a.b c"),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            bearer(b"Bearer a,b"),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            bearer(b"Bearer ==="),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert_eq!(
+            bearer(b"Bearer ab+/~_-.9==").unwrap().as_deref(),
+            Some("ab+/~_-.9==")
+        );
+    }
+
+    #[test]
+    fn oversized_token_is_refused() {
+        let long = format!("Bearer {}", "a".repeat(DEFAULT_MAX_TOKEN_LEN + 1));
+        assert_eq!(bearer(long.as_bytes()), Err(AuthError::TokenTooLarge));
+    }
+
+    #[test]
+    fn cookie_source_finds_named_cookie() {
+        let src = TokenSource::Cookie("jwt".into());
+        let r = extract(&src, &[("cookie", b"theme=dark; jwt=a.b.c; x=y")]).unwrap();
+        assert_eq!(r.as_deref(), Some("a.b.c"));
+        assert_eq!(extract(&src, &[("cookie", b"jwtx=a.b.c")]).unwrap(), None);
+    }
+
+    #[test]
+    fn custom_header_source_reads_the_bare_value() {
+        let src = TokenSource::Header(HeaderName::from_static("x-api-token"));
+        assert_eq!(
+            extract(&src, &[("x-api-token", b"a.b.c")])
+                .unwrap()
+                .as_deref(),
+            Some("a.b.c")
+        );
+    }
+
+    #[test]
+    fn custom_fn_source_is_checked_too() {
+        let src = TokenSource::custom(|_, uri| uri.query().map(str::to_owned));
+        let map = HeaderMap::new();
+        let got = src.extract(&map, &Uri::from_static("/?a.b.c"), 16).unwrap();
+        assert_eq!(got.as_deref(), Some("a.b.c"));
+        let err = src
+            .extract(&map, &Uri::from_static("/?a%20b"), 16)
+            .unwrap_err();
+        assert!(matches!(err, AuthError::InvalidRequest(_)));
+    }
+}

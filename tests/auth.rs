@@ -1,0 +1,600 @@
+//! `JwtAuthLayer` in front of a recording inner service: one test per RFC 6750 / validation
+//! rule, each asserting status, challenge, body and what reached the inner service.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use common::*;
+use http::{HeaderValue, Request, StatusCode, header};
+use http_body_util::Full;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use tower::{Layer, ServiceExt};
+use tower_jwt_auth::{AuthError, ConfigError, JwtAuthLayer, StandardClaims, VerificationKey};
+
+fn layer() -> JwtAuthLayer<StandardClaims> {
+    JwtAuthLayer::hs256(SECRET)
+        .unwrap()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+}
+
+async fn send(
+    layer: &JwtAuthLayer<StandardClaims>,
+    rec: &Recorder,
+    req: Request<Full<Bytes>>,
+) -> Reply {
+    read(layer.layer(rec.service()).oneshot(req).await.unwrap()).await
+}
+
+/// Sends `token` and expects `401 invalid_token` with `description`, and an untouched inner service.
+async fn assert_invalid_token(
+    layer: &JwtAuthLayer<StandardClaims>,
+    token: &str,
+    description: &str,
+) {
+    let rec = Recorder::default();
+    let res = send(layer, &rec, get(Some(token))).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.challenge.as_deref(),
+        Some(
+            format!(
+                "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"{description}\""
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        res.json(),
+        json!({"error": "invalid_token", "error_description": description})
+    );
+    assert!(
+        !String::from_utf8_lossy(&res.body).contains(token),
+        "the body echoes the token"
+    );
+    assert_eq!(rec.calls(), 0, "the inner service must not be called");
+}
+
+#[tokio::test]
+async fn valid_token_reaches_inner_service_with_claims_and_scopes() {
+    let rec = Recorder::default();
+    let res = send(&layer(), &rec, get(Some(&mint(&good_claims())))).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.body, "alice");
+    let seen = rec.last();
+    let claims = seen.claims.unwrap();
+    assert_eq!(claims.sub.as_deref(), Some("alice"));
+    assert!(claims.has_audience(AUDIENCE));
+    assert_eq!(seen.scopes.unwrap(), ["todos:read", "todos:write"]);
+}
+
+#[tokio::test]
+async fn no_token_is_401_without_error_code() {
+    let rec = Recorder::default();
+    let res = send(&layer(), &rec, get(None)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.challenge.as_deref(), Some("Bearer realm=\"api\""));
+    assert_eq!(res.content_type.as_deref(), Some("application/json"));
+    assert_eq!(rec.calls(), 0);
+}
+
+#[tokio::test]
+async fn other_scheme_is_treated_as_no_token() {
+    let rec = Recorder::default();
+    let req = Request::builder()
+        .header(header::AUTHORIZATION, "Basic YWxpY2U6d29uZGVybGFuZA==")
+        .body(Full::default())
+        .unwrap();
+    let res = send(&layer(), &rec, req).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.challenge.as_deref(), Some("Bearer realm=\"api\""));
+    assert_eq!(rec.calls(), 0);
+}
+
+async fn assert_invalid_request(req: Request<Full<Bytes>>) {
+    let rec = Recorder::default();
+    let res = send(&layer(), &rec, req).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let challenge = res.challenge.clone().unwrap();
+    assert!(
+        challenge.starts_with("Bearer realm=\"api\", error=\"invalid_request\""),
+        "{challenge}"
+    );
+    assert_eq!(res.json()["error"], "invalid_request");
+    assert_eq!(rec.calls(), 0);
+}
+
+#[tokio::test]
+async fn bare_bearer_is_400_invalid_request() {
+    let req = Request::builder()
+        .header(header::AUTHORIZATION, "Bearer")
+        .body(Full::default())
+        .unwrap();
+    assert_invalid_request(req).await;
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_400() {
+    let token = mint(&good_claims());
+    let req = Request::builder()
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    assert_invalid_request(req).await;
+}
+
+#[tokio::test]
+async fn non_ascii_authorization_is_400() {
+    let mut req = get(None);
+    req.headers_mut().insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_bytes(b"Bearer \xc3\xa9t\xc3\xa9").unwrap(),
+    );
+    assert_invalid_request(req).await;
+}
+
+#[tokio::test]
+async fn token_outside_b64token_charset_is_400() {
+    let req = Request::builder()
+        .header(header::AUTHORIZATION, "Bearer a.b,c")
+        .body(Full::default())
+        .unwrap();
+    assert_invalid_request(req).await;
+}
+
+#[tokio::test]
+async fn scheme_is_case_insensitive() {
+    let rec = Recorder::default();
+    let req = Request::builder()
+        .header(
+            header::AUTHORIZATION,
+            format!("bearer   {}", mint(&good_claims())),
+        )
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&layer(), &rec, req).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn oversized_token_is_refused_before_decoding() {
+    // Not even a JWT: a decoder would say "malformed"; the size check answers first.
+    let layer = layer().max_token_len(64);
+    assert_invalid_token(&layer, &"a".repeat(65), "the token is too large").await;
+}
+
+#[tokio::test]
+async fn garbage_token_is_invalid_token() {
+    assert_invalid_token(&layer(), "not.a.jwt", "the token is not a well-formed JWT").await;
+    assert_invalid_token(&layer(), "abc", "the token is not a well-formed JWT").await;
+}
+
+#[tokio::test]
+async fn expired_token_is_rejected() {
+    let claims = claims_with(|c| {
+        c.insert("exp".into(), json!(now() - 120));
+    });
+    assert_invalid_token(&layer(), &mint(&claims), "the token has expired").await;
+}
+
+#[tokio::test]
+async fn leeway_accepts_a_token_just_expired() {
+    let claims = claims_with(|c| {
+        c.insert("exp".into(), json!(now() - 10));
+    });
+    let rec = Recorder::default();
+    let res = send(
+        &layer().leeway(Duration::from_secs(30)),
+        &rec,
+        get(Some(&mint(&claims))),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let res = send(
+        &layer().leeway(Duration::ZERO),
+        &rec,
+        get(Some(&mint(&claims))),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn token_without_exp_is_rejected() {
+    let claims = claims_with(|c| {
+        c.remove("exp");
+    });
+    assert_invalid_token(
+        &layer(),
+        &mint(&claims),
+        "the token lacks the required claim `exp`",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn token_not_yet_valid_is_rejected() {
+    let claims = claims_with(|c| {
+        c.insert("nbf".into(), json!(now() + 600));
+    });
+    assert_invalid_token(&layer(), &mint(&claims), "the token is not valid yet").await;
+}
+
+#[tokio::test]
+async fn wrong_or_missing_issuer_is_rejected() {
+    let wrong = claims_with(|c| {
+        c.insert("iss".into(), json!("evil"));
+    });
+    assert_invalid_token(
+        &layer(),
+        &mint(&wrong),
+        "the token's issuer is not accepted",
+    )
+    .await;
+    let missing = claims_with(|c| {
+        c.remove("iss");
+    });
+    assert_invalid_token(
+        &layer(),
+        &mint(&missing),
+        "the token's issuer is not accepted",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_or_missing_audience_is_rejected() {
+    let wrong = claims_with(|c| {
+        c.insert("aud".into(), json!(["other-api"]));
+    });
+    assert_invalid_token(
+        &layer(),
+        &mint(&wrong),
+        "the token is not intended for this audience",
+    )
+    .await;
+    let missing = claims_with(|c| {
+        c.remove("aud");
+    });
+    assert_invalid_token(
+        &layer(),
+        &mint(&missing),
+        "the token is not intended for this audience",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn audience_list_containing_ours_is_accepted() {
+    let claims = claims_with(|c| {
+        c.insert("aud".into(), json!(["other-api", AUDIENCE]));
+    });
+    let rec = Recorder::default();
+    assert_eq!(
+        send(&layer(), &rec, get(Some(&mint(&claims)))).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn without_configured_issuer_and_audience_any_are_accepted() {
+    let claims = json!({"sub": "alice", "iss": "anyone", "aud": "anything", "exp": now() + 60});
+    let rec = Recorder::default();
+    let layer = JwtAuthLayer::hs256(SECRET).unwrap();
+    assert_eq!(
+        send(&layer, &rec, get(Some(&mint(&claims)))).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn wrong_secret_is_invalid_signature() {
+    let other = EncodingKey::from_secret(b"another-secret-another-secret-32").unwrap();
+    let token = mint_with(&Header::new(Algorithm::HS256), &good_claims(), &other);
+    assert_invalid_token(&layer(), &token, "the token's signature is invalid").await;
+}
+
+#[tokio::test]
+async fn tampered_payload_is_invalid_signature() {
+    let token = mint(&good_claims());
+    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+    let forged = claims_with(|c| {
+        c.insert("sub".into(), json!("mallory"));
+    });
+    parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+    assert_invalid_token(
+        &layer(),
+        &parts.join("."),
+        "the token's signature is invalid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn alg_none_is_never_accepted() {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&good_claims()).unwrap());
+    assert_invalid_token(
+        &layer(),
+        &format!("{header}.{payload}."),
+        "the token is not a well-formed JWT",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn other_hmac_algorithm_is_rejected() {
+    let token = mint_with(
+        &Header::new(Algorithm::HS512),
+        &good_claims(),
+        &EncodingKey::from_secret(SECRET).unwrap(),
+    );
+    assert_invalid_token(
+        &layer(),
+        &token,
+        "the token's signing algorithm is not accepted",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rsa_public_key_is_never_an_hmac_secret() {
+    // The classic algorithm-confusion attack: sign HS256 with the server's public key bytes.
+    let public = fixture("rsa.pub.pem");
+    let layer = JwtAuthLayer::<StandardClaims>::new(
+        VerificationKey::from_pem(Algorithm::RS256, &public).unwrap(),
+    );
+    let token = mint_with(
+        &Header::new(Algorithm::HS256),
+        &good_claims(),
+        &EncodingKey::from_secret(&public).unwrap(),
+    );
+    assert_invalid_token(
+        &layer,
+        &token,
+        "the token's signing algorithm is not accepted",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_crit_extension_is_rejected() {
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["exp-ext".into()]);
+    header.extras.insert("exp-ext", true);
+    let token = mint_with(
+        &header,
+        &good_claims(),
+        &EncodingKey::from_secret(SECRET).unwrap(),
+    );
+    assert_invalid_token(&layer(), &token, "the token is not a well-formed JWT").await;
+}
+
+#[tokio::test]
+async fn keys_embedded_in_the_header_are_never_trusted() {
+    // Signed with the attacker's own key and pointing at it with `jku`, `x5u` and `jwk`.
+    let attacker = fixture("rsa2.pem");
+    let mut header = Header::new(Algorithm::RS256);
+    header.jku = Some("https://attacker.example/jwks.json".into());
+    header.x5u = Some("https://attacker.example/cert.pem".into());
+    let attacker_jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(
+        &EncodingKey::from_rsa_pem(&attacker).unwrap(),
+        Algorithm::RS256,
+    )
+    .unwrap();
+    header.jwk = Some(attacker_jwk);
+    let token = mint_with(
+        &header,
+        &good_claims(),
+        &EncodingKey::from_rsa_pem(&attacker).unwrap(),
+    );
+    let ours = VerificationKey::from_pem(Algorithm::RS256, &fixture("rsa.pub.pem")).unwrap();
+    let layer = JwtAuthLayer::<StandardClaims>::new(ours)
+        .issuer(ISSUER)
+        .audience(AUDIENCE);
+    assert_invalid_token(&layer, &token, "the token's signature is invalid").await;
+}
+
+#[tokio::test]
+async fn required_claims_are_enforced() {
+    let layer = layer().require_claim("jti").require_claim("sub");
+    assert_invalid_token(
+        &layer,
+        &mint(&good_claims()),
+        "the token lacks the required claim `jti`",
+    )
+    .await;
+    let claims = claims_with(|c| {
+        c.insert("jti".into(), json!("id-1"));
+        c.remove("sub");
+    });
+    assert_invalid_token(
+        &layer,
+        &mint(&claims),
+        "the token lacks the required claim `sub`",
+    )
+    .await;
+    let claims = claims_with(|c| {
+        c.insert("jti".into(), json!("id-1"));
+    });
+    let rec = Recorder::default();
+    assert_eq!(
+        send(&layer, &rec, get(Some(&mint(&claims)))).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn typ_is_checked_when_configured() {
+    let layer = layer().typ("at+jwt");
+    let key = EncodingKey::from_secret(SECRET).unwrap();
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some("application/at+jwt".into());
+    let rec = Recorder::default();
+    let res = send(
+        &layer,
+        &rec,
+        get(Some(&mint_with(&header, &good_claims(), &key))),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    // A plain `JWT` (an ID token, say) is not an access token.
+    assert_invalid_token(
+        &layer,
+        &mint(&good_claims()),
+        "the token's type is not accepted",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn claims_of_the_wrong_shape_are_rejected() {
+    #[derive(Clone, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Strict {
+        sub: String,
+        tenant: String,
+    }
+    let layer = JwtAuthLayer::<Strict>::hs256(SECRET).unwrap();
+    let rec = Recorder::default();
+    let res = read(
+        layer
+            .layer(rec.service())
+            .oneshot(get(Some(&mint(&good_claims()))))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.json()["error_description"],
+        "the token's claims are malformed"
+    );
+    assert_eq!(rec.calls(), 0);
+}
+
+#[tokio::test]
+async fn optional_mode_lets_anonymous_requests_through_without_claims() {
+    let layer = layer().optional();
+    let rec = Recorder::default();
+    let res = send(&layer, &rec, get(None)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(rec.last().claims.is_none());
+    // A bad token is still rejected, and so is a malformed request.
+    assert_invalid_token(&layer, "not.a.jwt", "the token is not a well-formed JWT").await;
+    let req = Request::builder()
+        .header(header::AUTHORIZATION, "Bearer")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        send(&layer, &rec, req).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(rec.calls(), 1);
+}
+
+#[tokio::test]
+async fn token_from_cookie() {
+    let layer = layer().token_from_cookie("access_token");
+    let rec = Recorder::default();
+    let req = Request::builder()
+        .header(
+            header::COOKIE,
+            format!("theme=dark; access_token={}", mint(&good_claims())),
+        )
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&layer, &rec, req).await.status, StatusCode::OK);
+    assert_eq!(rec.last().claims.unwrap().sub.as_deref(), Some("alice"));
+    // The Authorization header is not consulted any more.
+    assert_eq!(
+        send(&layer, &rec, get(Some(&mint(&good_claims()))))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn token_from_custom_header_and_closure() {
+    let rec = Recorder::default();
+    let layer1 = layer().token_from_header(http::HeaderName::from_static("x-access-token"));
+    let req = Request::builder()
+        .header("x-access-token", mint(&good_claims()))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&layer1, &rec, req).await.status, StatusCode::OK);
+
+    let layer2 = layer().token_from_fn(|_, uri| {
+        uri.query()?
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("access_token="))
+            .map(String::from)
+    });
+    let req = Request::builder()
+        .uri(format!("/x?access_token={}", mint(&good_claims())))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&layer2, &rec, req).await.status, StatusCode::OK);
+    assert_eq!(rec.calls(), 2);
+}
+
+#[tokio::test]
+async fn realm_is_configurable_and_escaped() {
+    let rec = Recorder::default();
+    let res = send(&layer().realm("todo \"app\""), &rec, get(None)).await;
+    assert_eq!(
+        res.challenge.as_deref(),
+        Some(r#"Bearer realm="todo \"app\"""#)
+    );
+}
+
+#[tokio::test]
+async fn custom_rejection_keeps_the_typed_reason() {
+    let layer = layer().on_rejection(|error: &AuthError, _realm: &str| {
+        let code = if matches!(error, AuthError::Expired) {
+            StatusCode::IM_A_TEAPOT
+        } else {
+            error.status()
+        };
+        http::Response::builder()
+            .status(code)
+            .body(Bytes::from(format!("custom: {error}")))
+            .unwrap()
+    });
+    let expired = claims_with(|c| {
+        c.insert("exp".into(), json!(now() - 600));
+    });
+    let rec = Recorder::default();
+    let res = send(&layer, &rec, get(Some(&mint(&expired)))).await;
+    assert_eq!(res.status, StatusCode::IM_A_TEAPOT);
+    assert_eq!(res.body, "custom: the token has expired");
+    assert_eq!(rec.calls(), 0);
+}
+
+#[test]
+fn weak_secret_is_a_build_time_error() {
+    let err = JwtAuthLayer::<StandardClaims>::hs256(b"0123456789").unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::WeakSecret {
+            min_len: 32,
+            len: 10
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the HMAC secret is 10 bytes long; this algorithm needs at least 32"
+    );
+}
+
+#[test]
+fn layer_debug_never_prints_the_secret() {
+    let debug = format!("{:?}", layer());
+    assert!(!debug.contains("test-secret"), "{debug}");
+    assert!(debug.contains("todo-server"), "{debug}");
+}
