@@ -1,1 +1,99 @@
-fn main() {}
+//! Token-validation throughput: the layer against the raw `jsonwebtoken::decode` with the same
+//! settings, and a bare request through a no-op service as the floor.
+//!
+//! `cargo bench --bench validate`; compare the IDs of one group from one run.
+
+use std::{convert::Infallible, hint::black_box};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response, header};
+use http_body_util::Full;
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode, get_current_timestamp,
+};
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_jwt_auth::{JwtAuthLayer, StandardClaims};
+
+const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";
+
+fn token() -> String {
+    let claims = serde_json::json!({
+        "sub": "alice", "iss": "todo-server", "aud": "todo-api",
+        "iat": get_current_timestamp(), "exp": get_current_timestamp() + 3600,
+        "scope": "todos:read todos:write", "jti": "0123456789abcdef",
+    });
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET).unwrap(),
+    )
+    .unwrap()
+}
+
+fn request(token: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri("/secure-todos")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap()
+}
+
+fn noop()
+-> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
++ Clone {
+    service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::default()))
+    })
+}
+
+fn bench_hs256(c: &mut Criterion) {
+    let token = token();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("validate/hs256");
+
+    // The baseline: what a hand-rolled check with jsonwebtoken costs.
+    let key = DecodingKey::from_secret(SECRET).unwrap();
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&["todo-server"]);
+    validation.set_audience(&["todo-api"]);
+    validation.validate_nbf = true;
+    validation.leeway = 30;
+    group.bench_function("jsonwebtoken", |b| {
+        b.iter(|| decode::<StandardClaims>(black_box(&token), &key, &validation).unwrap())
+    });
+
+    // The layer: extraction, validation, claims and scopes injected, the inner call.
+    let layer = JwtAuthLayer::<StandardClaims>::hs256(SECRET)
+        .unwrap()
+        .issuer("todo-server")
+        .audience("todo-api");
+    let svc = layer.layer(noop());
+    group.bench_function("layer", |b| {
+        b.iter_batched(
+            || request(&token),
+            |req| {
+                let res = rt.block_on(svc.clone().oneshot(req)).unwrap();
+                assert!(res.status().is_success());
+                res
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
+    // The floor: the same request through the no-op service without authentication.
+    let bare = noop();
+    group.bench_function("no_auth", |b| {
+        b.iter_batched(
+            || request(&token),
+            |req| rt.block_on(bare.clone().oneshot(req)).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_hs256);
+criterion_main!(benches);

@@ -8,7 +8,7 @@
 //!   space-separated string) or the `scp` claim (a string or an array) that several identity
 //!   providers use instead. [`RequireScope`](crate::RequireScope) reads it, whatever `C` is.
 
-use std::{collections::BTreeSet, ops::Deref, sync::Arc};
+use std::{ops::Deref, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -99,27 +99,41 @@ pub enum Audience {
 
 /// The scopes a validated token grants, inserted by [`JwtAuth`](crate::JwtAuth) next to
 /// [`Claims`].
+///
+/// Kept as one space-separated string (one allocation per request): tokens carry a handful
+/// of scopes, and a linear scan of those beats building a set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scopes(Arc<BTreeSet<Box<str>>>);
+pub struct Scopes(Option<Arc<str>>);
 
 impl Scopes {
     pub(crate) fn from_iter<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Self {
-        Self(Arc::new(scopes.into_iter().map(Box::from).collect()))
+        let mut joined = String::new();
+        for scope in scopes.into_iter().filter(|s| !s.is_empty()) {
+            if !joined.is_empty() {
+                joined.push(' ');
+            }
+            joined.push_str(scope);
+        }
+        Self((!joined.is_empty()).then(|| joined.into()))
     }
 
     /// Whether the token grants `scope`.
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.contains(scope)
+        self.iter().any(|s| s == scope)
     }
 
-    /// Iterates the granted scopes in lexicographic order.
+    /// Iterates the granted scopes in the token's order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|s| &**s)
+        self.0
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
     }
 
     /// Whether the token grants no scope at all.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 }
 
