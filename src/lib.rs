@@ -54,6 +54,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `password` | no | [`password::Passwords`]: argon2id hashing on tokio's blocking pool |
 //! | `axum` | no | [`Claims<C>`] as an axum extractor, [`AuthError`] as an axum response |
 //! | `aws-lc-rs` | no | verify with `aws-lc-rs` instead of the pure-Rust RustCrypto crates: about 3x faster RSA and 4x faster ECDSA, slower HMAC, and it needs a C compiler |
 
@@ -67,7 +68,10 @@ mod claims;
 mod crypto;
 mod error;
 pub mod future;
+pub mod issuer;
 pub mod keys;
+#[cfg(feature = "password")]
+pub mod password;
 pub mod rejection;
 mod token;
 mod validate;
@@ -79,6 +83,7 @@ pub use auth::{JwtAuth, JwtAuthLayer};
 pub use authorize::{Authorize, AuthorizeLayer, RequireClaims, RequireScope, Requirement, require};
 pub use claims::{Audience, Claims, Scopes, StandardClaims};
 pub use error::{AuthError, ConfigError};
+pub use issuer::TokenIssuer;
 pub use jsonwebtoken::{self, Algorithm};
 pub use keys::VerificationKey;
 pub use rejection::OnRejection;

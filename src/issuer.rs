@@ -1,0 +1,253 @@
+//! Issuing tokens that a [`JwtAuthLayer`](crate::JwtAuthLayer) built from the same issuer
+//! accepts.
+//!
+//! A [`TokenIssuer`] holds the signing key, its algorithm, the issuer, audience and lifetime.
+//! [`TokenIssuer::layer`] derives the validating layer from that same configuration, so the
+//! two can never disagree on key, algorithm, `iss`, `aud` or `typ`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_jwt_auth::{StandardClaims, issuer::TokenIssuer};
+//!
+//! let issuer = TokenIssuer::hs256(&[7; 32])
+//!     .unwrap()
+//!     .issuer("todo-server")
+//!     .audience("todo-api")
+//!     .ttl(Duration::from_secs(1800));
+//! let token = issuer.issue("alice", "todos:read").unwrap();
+//! assert_eq!(token.expires_in, 1800);
+//! let layer = issuer.layer::<StandardClaims>(); // checks exactly what `issue` produces
+//! ```
+
+use std::{fmt, time::Duration};
+
+use jsonwebtoken::{
+    Algorithm, AlgorithmFamily, EncodingKey, Header, encode, get_current_timestamp, jwk::Jwk,
+};
+use serde::Serialize;
+
+use crate::{ConfigError, JwtAuthLayer, VerificationKey, keys::check_hmac_secret};
+
+/// The `typ` of issued tokens: JWT access tokens (RFC 9068).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// Signs access tokens. `Debug` never prints key material.
+#[derive(Clone)]
+pub struct TokenIssuer {
+    key: EncodingKey,
+    algorithm: Algorithm,
+    verification: VerificationKey,
+    public_jwk: Option<Jwk>,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+/// A freshly issued token. `Debug` redacts the token itself.
+#[derive(Clone, Serialize)]
+pub struct IssuedToken {
+    /// The signed JWT.
+    pub access_token: String,
+    /// Always `"bearer"`.
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// The space-separated scopes the token grants.
+    pub scope: String,
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("access_token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// The token could not be signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// The signing backend failed.
+    Signing,
+    /// No randomness was available for the `jti`.
+    Random,
+}
+
+impl fmt::Display for IssueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Signing => "the token could not be signed",
+            Self::Random => "no randomness available for the token id",
+        })
+    }
+}
+
+impl std::error::Error for IssueError {}
+
+#[derive(Serialize)]
+struct AccessClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+}
+
+impl TokenIssuer {
+    /// Signs with `HS256`; the secret must be at least 32 bytes long.
+    pub fn hs256(secret: &[u8]) -> Result<Self, ConfigError> {
+        Self::hmac(Algorithm::HS256, secret)
+    }
+
+    /// Signs with an HMAC algorithm; the secret must be at least as long as its hash.
+    pub fn hmac(algorithm: Algorithm, secret: &[u8]) -> Result<Self, ConfigError> {
+        check_hmac_secret(algorithm, secret)?;
+        let key = EncodingKey::from_secret(secret)
+            .map_err(|_| ConfigError::InvalidKey("empty secret"))?;
+        let verification = VerificationKey::hmac(algorithm, secret)?;
+        Ok(Self::new(key, algorithm, verification, None))
+    }
+
+    /// Signs with a PEM private key (PKCS#8, or PKCS#1 for RSA) of an RSA, ECDSA or EdDSA
+    /// algorithm. The public half is derived for the validating layer and for
+    /// [`public_jwk`](Self::public_jwk).
+    pub fn from_pem(algorithm: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
+        crate::crypto::ensure_provider();
+        let key = match algorithm.family() {
+            AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(pem),
+            AlgorithmFamily::Ec => EncodingKey::from_ec_pem(pem),
+            AlgorithmFamily::Ed => EncodingKey::from_ed_pem(pem),
+            AlgorithmFamily::Hmac => {
+                return Err(ConfigError::InvalidKey(
+                    "an HMAC algorithm takes a secret, not a PEM key",
+                ));
+            }
+        }
+        .map_err(|_| {
+            ConfigError::InvalidKey(
+                "the PEM does not hold a private key of this algorithm's family",
+            )
+        })?;
+        let mut jwk = Jwk::from_encoding_key(&key, algorithm).map_err(|_| {
+            ConfigError::InvalidKey("the public key cannot be derived from this private key")
+        })?;
+        let kid = jwk
+            .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+            .map_err(|_| ConfigError::InvalidKey("the public key cannot be thumbprinted"))?;
+        jwk.common.key_id = Some(kid);
+        let verification = VerificationKey::from_jwk(&jwk)?;
+        Ok(Self::new(key, algorithm, verification, Some(jwk)))
+    }
+
+    fn new(
+        key: EncodingKey,
+        algorithm: Algorithm,
+        verification: VerificationKey,
+        public_jwk: Option<Jwk>,
+    ) -> Self {
+        crate::crypto::ensure_provider();
+        Self {
+            key,
+            algorithm,
+            verification,
+            public_jwk,
+            issuer: String::new(),
+            audience: String::new(),
+            ttl: Duration::from_secs(1800),
+        }
+    }
+
+    /// The `iss` of issued tokens.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = issuer.into();
+        self
+    }
+
+    /// The `aud` of issued tokens.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = audience.into();
+        self
+    }
+
+    /// How long issued tokens live (default 30 minutes).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The public key as a JWK with its RFC 7638 thumbprint as `kid`, for publishing in a JWKS;
+    /// `None` for HMAC, whose key must stay secret.
+    pub fn public_jwk(&self) -> Option<&Jwk> {
+        self.public_jwk.as_ref()
+    }
+
+    /// The signing algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Issues a token for `subject` granting `scope` (space-separated), with `iss`, `aud`,
+    /// `iat`, `exp` and a random `jti`.
+    pub fn issue(&self, subject: &str, scope: &str) -> Result<IssuedToken, IssueError> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|_| IssueError::Random)?;
+        let iat = get_current_timestamp();
+        let claims = AccessClaims {
+            iss: &self.issuer,
+            aud: &self.audience,
+            sub: subject,
+            iat,
+            exp: iat + self.ttl.as_secs(),
+            jti: id.iter().map(|b| format!("{b:02x}")).collect(),
+            scope,
+        };
+        let mut header = Header::new(self.algorithm);
+        header.typ = Some(ACCESS_TOKEN_TYPE.into());
+        header.kid = self.verification.kid().map(String::from);
+        let access_token = encode(&header, &claims, &self.key).map_err(|_| IssueError::Signing)?;
+        Ok(IssuedToken {
+            access_token,
+            token_type: "bearer",
+            expires_in: self.ttl.as_secs(),
+            scope: scope.to_owned(),
+        })
+    }
+
+    /// The key that verifies this issuer's tokens.
+    pub fn verification_key(&self) -> &VerificationKey {
+        &self.verification
+    }
+
+    /// A layer that accepts exactly this issuer's tokens: same key and algorithm, `iss`, `aud`,
+    /// `typ` = `at+jwt`, and a required `sub`.
+    pub fn layer<C>(&self) -> JwtAuthLayer<C> {
+        let mut layer = JwtAuthLayer::new(self.verification.clone())
+            .typ(ACCESS_TOKEN_TYPE)
+            .require_claim("sub");
+        if !self.issuer.is_empty() {
+            layer = layer.issuer(self.issuer.clone());
+        }
+        if !self.audience.is_empty() {
+            layer = layer.audience(self.audience.clone());
+        }
+        layer
+    }
+}
+
+impl fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("algorithm", &self.algorithm)
+            .field("kid", &self.verification.kid())
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
