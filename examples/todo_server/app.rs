@@ -1,0 +1,446 @@
+//! The todo server's configuration, state and routes.
+//!
+//! Public: `POST /login`, `GET /health`, `GET /todos`. Behind `JwtAuthLayer`:
+//! `GET /me`, `GET /secure-todos`, and (behind `RequireScope::all(["todos:write"])` as well)
+//! `POST /secure-todos` and `DELETE /secure-todos/{id}`.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    fmt,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper_util::{
+    rt::TokioIo,
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
+use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
+use tower_jwt_auth::{Claims, RequireScope, StandardClaims, TokenIssuer, password::Passwords};
+
+use crate::throttle::Throttle;
+
+/// The largest request body accepted (login forms and todos are tiny).
+pub const MAX_BODY: usize = 16 * 1024;
+/// The longest todo title accepted, in characters.
+pub const MAX_TITLE: usize = 200;
+
+/// Server configuration, read from the environment with safe defaults.
+pub struct Config {
+    pub addr: SocketAddr,
+    /// `None`: a random per-process secret.
+    pub secret: Option<Vec<u8>>,
+    pub issuer: String,
+    pub audience: String,
+    pub ttl: Duration,
+    pub max_login_failures: u32,
+    pub lockout: Duration,
+}
+
+impl Config {
+    /// Reads `TODO_ADDR`, `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_TTL_SECS`,
+    /// `LOGIN_MAX_FAILURES` and `LOGIN_LOCKOUT_SECS` through `var`.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let parse = |name: &str, default: u64| -> Result<u64, String> {
+            var(name).map_or(Ok(default), |v| v.parse().map_err(|_| format!("{name} must be a whole number, got {v:?}")))
+        };
+        let addr = var("TODO_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
+        let addr = addr.parse().map_err(|_| format!("TODO_ADDR must be an address like 127.0.0.1:3000, got {addr:?}"))?;
+        let secret = match var("JWT_SECRET") {
+            Some(s) if s.len() < 32 => {
+                return Err(format!("JWT_SECRET must be at least 32 bytes long (it is {} bytes); refusing to start", s.len()));
+            }
+            Some(s) => Some(s.into_bytes()),
+            None => None,
+        };
+        let ttl = parse("JWT_TTL_SECS", 1800)?;
+        if ttl == 0 {
+            return Err("JWT_TTL_SECS must be positive".into());
+        }
+        let max_login_failures = parse("LOGIN_MAX_FAILURES", 10)?.clamp(1, 10) as u32;
+        Ok(Self {
+            addr,
+            secret,
+            issuer: var("JWT_ISSUER").unwrap_or_else(|| "todo-server".into()),
+            audience: var("JWT_AUDIENCE").unwrap_or_else(|| "todo-api".into()),
+            ttl: Duration::from_secs(ttl),
+            max_login_failures,
+            lockout: Duration::from_secs(parse("LOGIN_LOCKOUT_SECS", 60)?.max(1)),
+        })
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("secret", &self.secret.as_ref().map_or("<random per process>", |_| "<set>"))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("ttl", &self.ttl)
+            .field("max_login_failures", &self.max_login_failures)
+            .field("lockout", &self.lockout)
+            .finish()
+    }
+}
+
+struct User {
+    phc: String,
+    scope: &'static str,
+}
+
+#[derive(Clone, Serialize)]
+struct Todo {
+    id: u64,
+    title: String,
+    done: bool,
+}
+
+struct State {
+    issuer: TokenIssuer,
+    passwords: Passwords,
+    users: HashMap<&'static str, User>,
+    todos: Mutex<HashMap<String, Vec<Todo>>>,
+    next_id: AtomicU64,
+    throttle: Throttle,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+/// The whole application as one cloneable service; the request body is already limited.
+pub type App = BoxCloneSyncService<Request<tower_http::body::Limited<hyper::body::Incoming>>, Response<Body>, Infallible>;
+
+/// Builds the state (hashing the demo users' passwords) and the routes.
+pub async fn build(config: &Config) -> Result<AppState, String> {
+    let secret = match &config.secret {
+        Some(secret) => secret.clone(),
+        None => {
+            tracing::warn!("JWT_SECRET is not set: using a random per-process secret; tokens die with the process");
+            let mut secret = vec![0; 32];
+            getrandom::fill(&mut secret).map_err(|e| format!("no randomness for a secret: {e}"))?;
+            secret
+        }
+    };
+    let issuer = TokenIssuer::hs256(&secret)
+        .map_err(|e| e.to_string())?
+        .issuer(config.issuer.clone())
+        .audience(config.audience.clone())
+        .ttl(config.ttl);
+    let passwords = Passwords::new();
+    let mut users = HashMap::new();
+    for (name, password, scope) in [("alice", "wonderland", "todos:read todos:write"), ("bob", "builder", "todos:read")] {
+        let phc = passwords.hash(password).await.map_err(|e| e.to_string())?;
+        users.insert(name, User { phc, scope });
+    }
+    Ok(AppState(Arc::new(State {
+        issuer,
+        passwords,
+        users,
+        todos: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+        throttle: Throttle::new(config.max_login_failures, config.lockout),
+    })))
+}
+
+/// The built state; [`AppState::service`] turns it into routes.
+#[derive(Clone)]
+pub struct AppState(Arc<State>);
+
+impl AppState {
+    pub fn service(&self) -> App {
+        let state = self.0.clone();
+
+        // Writes need the `todos:write` scope on top of authentication.
+        let write = ServiceBuilder::new().layer(RequireScope::all(["todos:write"])).service(service_fn({
+            let state = state.clone();
+            move |req| write_routes(state.clone(), req)
+        }));
+        // Everything under /secure-todos and /me needs a valid token from our issuer.
+        let protected = ServiceBuilder::new()
+            .layer(state.issuer.layer::<StandardClaims>())
+            .service(service_fn({
+                let state = state.clone();
+                move |req: Request<_>| {
+                    let state = state.clone();
+                    let write = write.clone();
+                    async move {
+                        Ok::<_, Infallible>(match *req.method() {
+                            Method::POST | Method::DELETE => boxed(write.oneshot(req).await?),
+                            _ => read_routes(&state, req),
+                        })
+                    }
+                }
+            }));
+
+        let routes = service_fn(move |req: Request<_>| {
+            let state = state.clone();
+            let protected = protected.clone();
+            async move {
+                let path = req.uri().path();
+                Ok::<_, Infallible>(match (req.method(), path) {
+                    (&Method::POST, "/login") => login(&state, req).await,
+                    (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+                    (&Method::GET, "/todos") => json_response(StatusCode::OK, &public_todos()),
+                    (_, "/login" | "/health" | "/todos") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+                    (_, "/me" | "/secure-todos") => boxed(protected.oneshot(req).await?),
+                    (_, p) if p.starts_with("/secure-todos/") => boxed(protected.oneshot(req).await?),
+                    _ => error(StatusCode::NOT_FOUND, "not found"),
+                })
+            }
+        });
+
+        BoxCloneSyncService::new(ServiceBuilder::new().map_response(boxed).service(routes))
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains open connections.
+pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<Output = ()>) {
+    let service = ServiceBuilder::new()
+        .layer(TraceLayer::new_for_http())
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .service(app.service());
+    let graceful = GracefulShutdown::new();
+    let builder = hyper::server::conn::http1::Builder::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // The client address keys the login throttle.
+                let svc = service.clone().map_request(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer);
+                    req
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection closed with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining open connections");
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after 10s; closing them");
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// `POST /login`: the OAuth2 password form (or JSON) in, a bearer token out.
+async fn login<B>(state: &State, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let ip: Option<IpAddr> = req.extensions().get::<SocketAddr>().map(SocketAddr::ip);
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let body = match read_body(req.into_body()).await {
+        Ok(body) => body,
+        Err(res) => return res,
+    };
+    let form: LoginForm = match media.as_str() {
+        "application/x-www-form-urlencoded" => match serde_urlencoded::from_bytes(&body) {
+            Ok(form) => form,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "malformed form body"),
+        },
+        "application/json" => match serde_json::from_slice(&body) {
+            Ok(form) => form,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "malformed JSON body"),
+        },
+        _ => {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send application/x-www-form-urlencoded or application/json",
+            );
+        }
+    };
+    let (Some(username), Some(password)) = (form.username, form.password) else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "username and password are required");
+    };
+    if password.len() > tower_jwt_auth::password::MAX_PASSWORD_LEN || username.len() > 256 {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "username or password too long");
+    }
+
+    if let Some(wait) = state.throttle.locked_for(&username, ip) {
+        tracing::info!("login throttled");
+        let mut res = error(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later");
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return res;
+    }
+
+    let user = state.users.get(username.as_str());
+    // An unknown user is verified against a dummy hash: same time, same answer.
+    let verified = state.passwords.verify(&password, user.map(|u| u.phc.as_str())).await;
+    match (user, verified) {
+        (Some(user), Ok(true)) => {
+            state.throttle.record_success(&username, ip);
+            match state.issuer.issue(&username, user.scope) {
+                Ok(token) => {
+                    tracing::info!(user = %username, "login succeeded");
+                    json_response(StatusCode::OK, &token)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "token signing failed");
+                    error(StatusCode::INTERNAL_SERVER_ERROR, "could not issue a token")
+                }
+            }
+        }
+        (_, Ok(_)) => {
+            state.throttle.record_failure(&username, ip);
+            tracing::info!("login failed");
+            error(StatusCode::UNAUTHORIZED, "Invalid username or password")
+        }
+        (_, Err(e)) => {
+            tracing::error!(error = %e, "password verification failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "could not verify the password")
+        }
+    }
+}
+
+/// `GET /me` and `GET /secure-todos`.
+fn read_routes<B>(state: &State, req: Request<B>) -> Response<Body> {
+    let claims = req.extensions().get::<Claims<StandardClaims>>().expect("behind JwtAuthLayer");
+    // `sub` is required by the layer (`TokenIssuer::layer`), so it is always there.
+    let sub = claims.sub.as_deref().unwrap_or_default();
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/me") => json_response(StatusCode::OK, &claims.0),
+        (&Method::GET, "/secure-todos") => {
+            let todos = state.todos.lock().unwrap().get(sub).cloned().unwrap_or_default();
+            json_response(StatusCode::OK, &todos)
+        }
+        (_, "/me" | "/secure-todos") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewTodo {
+    title: String,
+}
+
+/// `POST /secure-todos` and `DELETE /secure-todos/{id}`, after the scope check.
+async fn write_routes<B>(state: Arc<State>, req: Request<B>) -> Result<Response<Body>, Infallible>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let claims = req.extensions().get::<Claims<StandardClaims>>().expect("behind JwtAuthLayer").clone();
+    let sub = claims.sub.clone().unwrap_or_default();
+    let path = req.uri().path().to_owned();
+    Ok(match (req.method().clone(), path.as_str()) {
+        (Method::POST, "/secure-todos") => {
+            let body = match read_body(req.into_body()).await {
+                Ok(body) => body,
+                Err(res) => return Ok(res),
+            };
+            let Ok(new) = serde_json::from_slice::<NewTodo>(&body) else {
+                return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, "expected a JSON body {\"title\": \"...\"}"));
+            };
+            let title = new.title.trim();
+            if title.is_empty() || title.chars().count() > MAX_TITLE {
+                return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, "the title must have 1 to 200 characters"));
+            }
+            let todo = Todo { id: state.next_id.fetch_add(1, Ordering::Relaxed), title: title.to_owned(), done: false };
+            state.todos.lock().unwrap().entry(sub).or_default().push(todo.clone());
+            let mut res = json_response(StatusCode::CREATED, &todo);
+            let location = HeaderValue::try_from(format!("/secure-todos/{}", todo.id)).expect("digits are a valid header");
+            res.headers_mut().insert(header::LOCATION, location);
+            res
+        }
+        (Method::DELETE, p) if p.starts_with("/secure-todos/") => {
+            let id = p["/secure-todos/".len()..].parse::<u64>().ok();
+            let mut todos = state.todos.lock().unwrap();
+            let mine = todos.get_mut(&sub);
+            match (id, mine) {
+                (Some(id), Some(list)) if list.iter().any(|t| t.id == id) => {
+                    list.retain(|t| t.id != id);
+                    Response::builder().status(StatusCode::NO_CONTENT).body(empty()).unwrap()
+                }
+                _ => error(StatusCode::NOT_FOUND, "no such todo"),
+            }
+        }
+        _ => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    })
+}
+
+fn public_todos() -> serde_json::Value {
+    json!([
+        {"id": 1, "title": "Read the authentication chapter", "done": true},
+        {"id": 2, "title": "Log in and create a todo of your own", "done": false},
+    ])
+}
+
+/// Reads a whole (already size-limited) body: `413` past the limit, `400` on a broken one.
+async fn read_body<B>(body: B) -> Result<Bytes, Response<Body>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match body.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => {
+            let e: BoxError = e.into();
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"))
+            } else {
+                Err(error(StatusCode::BAD_REQUEST, "the request body could not be read"))
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).expect("plain data serializes");
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(body)).boxed())
+        .unwrap()
+}
+
+fn error(status: StatusCode, detail: &str) -> Response<Body> {
+    json_response(status, &json!({"detail": detail}))
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new()).boxed()
+}
+
+fn boxed<B>(res: Response<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+{
+    res.map(BodyExt::boxed)
+}
