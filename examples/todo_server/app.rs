@@ -20,11 +20,7 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper_util::{
-    rt::TokioIo,
-    server::graceful::GracefulShutdown,
-    service::TowerToHyperService,
-};
+use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -56,13 +52,21 @@ impl Config {
     /// `LOGIN_MAX_FAILURES` and `LOGIN_LOCKOUT_SECS` through `var`.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let parse = |name: &str, default: u64| -> Result<u64, String> {
-            var(name).map_or(Ok(default), |v| v.parse().map_err(|_| format!("{name} must be a whole number, got {v:?}")))
+            var(name).map_or(Ok(default), |v| {
+                v.parse()
+                    .map_err(|_| format!("{name} must be a whole number, got {v:?}"))
+            })
         };
         let addr = var("TODO_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
-        let addr = addr.parse().map_err(|_| format!("TODO_ADDR must be an address like 127.0.0.1:3000, got {addr:?}"))?;
+        let addr = addr.parse().map_err(|_| {
+            format!("TODO_ADDR must be an address like 127.0.0.1:3000, got {addr:?}")
+        })?;
         let secret = match var("JWT_SECRET") {
             Some(s) if s.len() < 32 => {
-                return Err(format!("JWT_SECRET must be at least 32 bytes long (it is {} bytes); refusing to start", s.len()));
+                return Err(format!(
+                    "JWT_SECRET must be at least 32 bytes long (it is {} bytes); refusing to start",
+                    s.len()
+                ));
             }
             Some(s) => Some(s.into_bytes()),
             None => None,
@@ -88,7 +92,13 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("addr", &self.addr)
-            .field("secret", &self.secret.as_ref().map_or("<random per process>", |_| "<set>"))
+            .field(
+                "secret",
+                &self
+                    .secret
+                    .as_ref()
+                    .map_or("<random per process>", |_| "<set>"),
+            )
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("ttl", &self.ttl)
@@ -121,14 +131,20 @@ struct State {
 
 type Body = BoxBody<Bytes, Infallible>;
 /// The whole application as one cloneable service; the request body is already limited.
-pub type App = BoxCloneSyncService<Request<tower_http::body::Limited<hyper::body::Incoming>>, Response<Body>, Infallible>;
+pub type App = BoxCloneSyncService<
+    Request<tower_http::body::Limited<hyper::body::Incoming>>,
+    Response<Body>,
+    Infallible,
+>;
 
 /// Builds the state (hashing the demo users' passwords) and the routes.
 pub async fn build(config: &Config) -> Result<AppState, String> {
     let secret = match &config.secret {
         Some(secret) => secret.clone(),
         None => {
-            tracing::warn!("JWT_SECRET is not set: using a random per-process secret; tokens die with the process");
+            tracing::warn!(
+                "JWT_SECRET is not set: using a random per-process secret; tokens die with the process"
+            );
             let mut secret = vec![0; 32];
             getrandom::fill(&mut secret).map_err(|e| format!("no randomness for a secret: {e}"))?;
             secret
@@ -141,10 +157,19 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
         .ttl(config.ttl);
     let passwords = Passwords::new();
     let mut users = HashMap::new();
-    for (name, password, scope) in [("alice", "wonderland", "todos:read todos:write"), ("bob", "builder", "todos:read")] {
+    for (name, password, scope) in [
+        ("alice", "wonderland", "todos:read todos:write"),
+        ("bob", "builder", "todos:read"),
+    ] {
         let phc = passwords.hash(password).await.map_err(|e| e.to_string())?;
         users.insert(name, User { phc, scope });
     }
+    // Make the dummy hash that unknown users are checked against now, so that the first
+    // "no such user" login costs what every other login costs.
+    passwords
+        .verify("warm-up", None)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(AppState(Arc::new(State {
         issuer,
         passwords,
@@ -164,10 +189,12 @@ impl AppState {
         let state = self.0.clone();
 
         // Writes need the `todos:write` scope on top of authentication.
-        let write = ServiceBuilder::new().layer(RequireScope::all(["todos:write"])).service(service_fn({
-            let state = state.clone();
-            move |req| write_routes(state.clone(), req)
-        }));
+        let write = ServiceBuilder::new()
+            .layer(RequireScope::all(["todos:write"]))
+            .service(service_fn({
+                let state = state.clone();
+                move |req| write_routes(state.clone(), req)
+            }));
         // Everything under /secure-todos and /me needs a valid token from our issuer.
         let protected = ServiceBuilder::new()
             .layer(state.issuer.layer::<StandardClaims>())
@@ -192,11 +219,17 @@ impl AppState {
                 let path = req.uri().path();
                 Ok::<_, Infallible>(match (req.method(), path) {
                     (&Method::POST, "/login") => login(&state, req).await,
-                    (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+                    (&Method::GET, "/health") => {
+                        json_response(StatusCode::OK, &json!({"status": "ok"}))
+                    }
                     (&Method::GET, "/todos") => json_response(StatusCode::OK, &public_todos()),
-                    (_, "/login" | "/health" | "/todos") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+                    (_, "/login" | "/health" | "/todos") => {
+                        error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                    }
                     (_, "/me" | "/secure-todos") => boxed(protected.oneshot(req).await?),
-                    (_, p) if p.starts_with("/secure-todos/") => boxed(protected.oneshot(req).await?),
+                    (_, p) if p.starts_with("/secure-todos/") => {
+                        boxed(protected.oneshot(req).await?)
+                    }
                     _ => error(StatusCode::NOT_FOUND, "not found"),
                 })
             }
@@ -244,7 +277,10 @@ pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<O
     }
     drop(listener);
     tracing::info!("shutting down: draining open connections");
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after 10s; closing them");
     }
 }
@@ -262,8 +298,17 @@ where
     B::Error: Into<BoxError>,
 {
     let ip: Option<IpAddr> = req.extensions().get::<SocketAddr>().map(SocketAddr::ip);
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let body = match read_body(req.into_body()).await {
         Ok(body) => body,
         Err(res) => return res,
@@ -285,23 +330,36 @@ where
         }
     };
     let (Some(username), Some(password)) = (form.username, form.password) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "username and password are required");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "username and password are required",
+        );
     };
     if password.len() > tower_jwt_auth::password::MAX_PASSWORD_LEN || username.len() > 256 {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "username or password too long");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "username or password too long",
+        );
     }
 
     if let Some(wait) = state.throttle.locked_for(&username, ip) {
         tracing::info!("login throttled");
-        let mut res = error(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later");
+        let mut res = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins; try again later",
+        );
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return res;
     }
 
     let user = state.users.get(username.as_str());
     // An unknown user is verified against a dummy hash: same time, same answer.
-    let verified = state.passwords.verify(&password, user.map(|u| u.phc.as_str())).await;
+    let verified = state
+        .passwords
+        .verify(&password, user.map(|u| u.phc.as_str()))
+        .await;
     match (user, verified) {
         (Some(user), Ok(true)) => {
             state.throttle.record_success(&username, ip);
@@ -323,20 +381,32 @@ where
         }
         (_, Err(e)) => {
             tracing::error!(error = %e, "password verification failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "could not verify the password")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not verify the password",
+            )
         }
     }
 }
 
 /// `GET /me` and `GET /secure-todos`.
 fn read_routes<B>(state: &State, req: Request<B>) -> Response<Body> {
-    let claims = req.extensions().get::<Claims<StandardClaims>>().expect("behind JwtAuthLayer");
+    let claims = req
+        .extensions()
+        .get::<Claims<StandardClaims>>()
+        .expect("behind JwtAuthLayer");
     // `sub` is required by the layer (`TokenIssuer::layer`), so it is always there.
     let sub = claims.sub.as_deref().unwrap_or_default();
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/me") => json_response(StatusCode::OK, &claims.0),
         (&Method::GET, "/secure-todos") => {
-            let todos = state.todos.lock().unwrap().get(sub).cloned().unwrap_or_default();
+            let todos = state
+                .todos
+                .lock()
+                .unwrap()
+                .get(sub)
+                .cloned()
+                .unwrap_or_default();
             json_response(StatusCode::OK, &todos)
         }
         (_, "/me" | "/secure-todos") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
@@ -355,7 +425,11 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let claims = req.extensions().get::<Claims<StandardClaims>>().expect("behind JwtAuthLayer").clone();
+    let claims = req
+        .extensions()
+        .get::<Claims<StandardClaims>>()
+        .expect("behind JwtAuthLayer")
+        .clone();
     let sub = claims.sub.clone().unwrap_or_default();
     let path = req.uri().path().to_owned();
     Ok(match (req.method().clone(), path.as_str()) {
@@ -365,16 +439,33 @@ where
                 Err(res) => return Ok(res),
             };
             let Ok(new) = serde_json::from_slice::<NewTodo>(&body) else {
-                return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, "expected a JSON body {\"title\": \"...\"}"));
+                return Ok(error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "expected a JSON body {\"title\": \"...\"}",
+                ));
             };
             let title = new.title.trim();
             if title.is_empty() || title.chars().count() > MAX_TITLE {
-                return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, "the title must have 1 to 200 characters"));
+                return Ok(error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the title must have 1 to 200 characters",
+                ));
             }
-            let todo = Todo { id: state.next_id.fetch_add(1, Ordering::Relaxed), title: title.to_owned(), done: false };
-            state.todos.lock().unwrap().entry(sub).or_default().push(todo.clone());
+            let todo = Todo {
+                id: state.next_id.fetch_add(1, Ordering::Relaxed),
+                title: title.to_owned(),
+                done: false,
+            };
+            state
+                .todos
+                .lock()
+                .unwrap()
+                .entry(sub)
+                .or_default()
+                .push(todo.clone());
             let mut res = json_response(StatusCode::CREATED, &todo);
-            let location = HeaderValue::try_from(format!("/secure-todos/{}", todo.id)).expect("digits are a valid header");
+            let location = HeaderValue::try_from(format!("/secure-todos/{}", todo.id))
+                .expect("digits are a valid header");
             res.headers_mut().insert(header::LOCATION, location);
             res
         }
@@ -385,7 +476,10 @@ where
             match (id, mine) {
                 (Some(id), Some(list)) if list.iter().any(|t| t.id == id) => {
                     list.retain(|t| t.id != id);
-                    Response::builder().status(StatusCode::NO_CONTENT).body(empty()).unwrap()
+                    Response::builder()
+                        .status(StatusCode::NO_CONTENT)
+                        .body(empty())
+                        .unwrap()
                 }
                 _ => error(StatusCode::NOT_FOUND, "no such todo"),
             }
@@ -412,9 +506,15 @@ where
         Err(e) => {
             let e: BoxError = e.into();
             if e.is::<http_body_util::LengthLimitError>() {
-                Err(error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"))
+                Err(error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large",
+                ))
             } else {
-                Err(error(StatusCode::BAD_REQUEST, "the request body could not be read"))
+                Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                ))
             }
         }
     }

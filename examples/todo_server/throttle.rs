@@ -32,7 +32,11 @@ struct Entry {
 
 impl Throttle {
     pub fn new(max_failures: u32, lockout: Duration) -> Self {
-        Self { max_failures, lockout, entries: Mutex::new(HashMap::new()) }
+        Self {
+            max_failures,
+            lockout,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     /// How long the pair is still locked out, if it is.
@@ -55,11 +59,15 @@ impl Throttle {
         let now = Instant::now();
         if entries.len() >= MAX_ENTRIES {
             let lockout = self.lockout;
-            entries.retain(|_, e| e.locked_until.is_some_and(|u| u > now) || now - e.last_failure < lockout);
+            entries.retain(|_, e| {
+                e.locked_until.is_some_and(|u| u > now) || now - e.last_failure < lockout
+            });
         }
-        let entry = entries
-            .entry((user.to_owned(), ip))
-            .or_insert(Entry { failures: 0, locked_until: None, last_failure: now });
+        let entry = entries.entry((user.to_owned(), ip)).or_insert(Entry {
+            failures: 0,
+            locked_until: None,
+            last_failure: now,
+        });
         entry.failures += 1;
         entry.last_failure = now;
         if entry.failures >= self.max_failures {

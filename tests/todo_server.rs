@@ -1,0 +1,571 @@
+//! The example server, started in-process on an ephemeral loopback port and driven over TCP:
+//! the seed chapter's three tests, then every route and rule of the server.
+
+#[path = "../examples/todo_server/app.rs"]
+mod app;
+#[path = "../examples/todo_server/throttle.rs"]
+mod throttle;
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tower_jwt_auth::TokenIssuer;
+
+const SECRET: &str = "todo-server-test-secret-of-32-bytes!!";
+
+fn config(lockout: Duration) -> app::Config {
+    let mut config =
+        app::Config::from_lookup(|name| (name == "JWT_SECRET").then(|| SECRET.to_owned())).unwrap();
+    config.lockout = lockout;
+    config
+}
+
+/// A running server; dropped with the test's runtime.
+struct Server {
+    addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// Everything a client sees of a response.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {:?}", self.body))
+    }
+}
+
+async fn start(config: app::Config) -> Server {
+    capture_logs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = app::build(&config).await.unwrap();
+    tokio::spawn(app::serve(listener, state, std::future::pending()));
+    Server {
+        addr,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+impl Server {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = self
+            .client
+            .request(req.body(Full::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = res.into_parts();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    async fn login(&self, username: &str, password: &str) -> Reply {
+        let form =
+            serde_urlencoded::to_string([("username", username), ("password", password)]).unwrap();
+        self.send(
+            Method::POST,
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form,
+        )
+        .await
+    }
+
+    async fn token(&self, username: &str, password: &str) -> String {
+        let res = self.login(username, password).await;
+        assert_eq!(res.status, StatusCode::OK, "login failed: {:?}", res.body);
+        res.json()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.send(Method::GET, path, &headers, Bytes::new()).await
+    }
+
+    async fn create(&self, token: &str, title: &str) -> Reply {
+        let auth = format!("Bearer {token}");
+        let body = json!({ "title": title }).to_string();
+        self.send(
+            Method::POST,
+            "/secure-todos",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+        .await
+    }
+
+    async fn delete(&self, token: &str, id: &str) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.send(
+            Method::DELETE,
+            &format!("/secure-todos/{id}"),
+            &[("authorization", &auth)],
+            Bytes::new(),
+        )
+        .await
+    }
+}
+
+// ---- The seed chapter's tests ----
+
+#[tokio::test]
+async fn login_and_secure_access() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let token = server.token("alice", "wonderland").await;
+    let res = server.get("/secure-todos", Some(&token)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.json().is_array());
+}
+
+#[tokio::test]
+async fn invalid_login() {
+    let server = start(config(Duration::from_secs(60))).await;
+    assert_eq!(
+        server.login("alice", "wrong").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn secure_route_without_token() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let res = server.get("/secure-todos", None).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"api\""
+    );
+}
+
+// ---- Login ----
+
+#[tokio::test]
+async fn login_response_is_an_oauth2_token_response() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let res = server.login("alice", "wonderland").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(res.headers[header::CONTENT_TYPE], "application/json");
+    let body = res.json();
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 1800);
+    assert_eq!(body["scope"], "todos:read todos:write");
+    assert_eq!(body["access_token"].as_str().unwrap().split('.').count(), 3);
+}
+
+#[tokio::test]
+async fn login_accepts_json_too() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let body = json!({"username": "bob", "password": "builder"}).to_string();
+    let res = server
+        .send(
+            Method::POST,
+            "/login",
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json()["scope"], "todos:read");
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_are_indistinguishable() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let wrong = server.login("alice", "not-wonderland").await;
+    let unknown = server.login("mallory", "not-wonderland").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.status, unknown.status);
+    assert_eq!(wrong.body, unknown.body);
+    let names = |h: &HeaderMap| {
+        let mut v: Vec<(String, String)> = h
+            .iter()
+            .filter(|(k, _)| *k != header::DATE)
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&wrong.headers), names(&unknown.headers));
+    assert_eq!(
+        wrong.json(),
+        json!({"detail": "Invalid username or password"})
+    );
+}
+
+#[tokio::test]
+async fn malformed_logins_get_clear_4xx() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let json_ct = [("content-type", "application/json")];
+    let res = server
+        .send(Method::POST, "/login", &form, "username=alice")
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.json()["detail"], "username and password are required");
+    let res = server
+        .send(Method::POST, "/login", &json_ct, "{not json")
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let res = server
+        .send(
+            Method::POST,
+            "/login",
+            &[("content-type", "text/plain")],
+            "alice:wonderland",
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let long = "p".repeat(2000);
+    let res = server.login("alice", &long).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let res = server.send(Method::GET, "/login", &[], Bytes::new()).await;
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let big = format!("username=alice&password={}", "x".repeat(app::MAX_BODY));
+    let res = server
+        .send(
+            Method::POST,
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            big,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_then_expire() {
+    let server = start(config(Duration::from_secs(2))).await;
+    for _ in 0..10 {
+        assert_eq!(
+            server.login("alice", "nope").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Locked: even the right password gets 429 now, with a Retry-After.
+    let res = server.login("alice", "wonderland").await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After: {retry}");
+    // Another user is not affected.
+    assert_eq!(server.login("bob", "builder").await.status, StatusCode::OK);
+    // The lock expires on its own.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        server.login("alice", "wonderland").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn unknown_users_are_throttled_alike() {
+    let server = start(config(Duration::from_secs(60))).await;
+    for _ in 0..10 {
+        assert_eq!(
+            server.login("nobody", "nope").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let res = server.login("nobody", "nope").await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers.contains_key(header::RETRY_AFTER));
+}
+
+// ---- Public routes ----
+
+#[tokio::test]
+async fn public_routes_and_404() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let res = server.get("/health", None).await;
+    assert_eq!(
+        (res.status, res.json()),
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let res = server.get("/todos", None).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(!res.json().as_array().unwrap().is_empty());
+    assert_eq!(
+        server.get("/nope", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+// ---- Protected routes ----
+
+#[tokio::test]
+async fn alice_creates_lists_and_deletes_her_todos() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let alice = server.token("alice", "wonderland").await;
+    let res = server.create(&alice, "buy milk").await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let todo = res.json();
+    assert_eq!(todo["title"], "buy milk");
+    let id = todo["id"].to_string();
+    assert_eq!(res.headers[header::LOCATION], format!("/secure-todos/{id}"));
+
+    let list = server.get("/secure-todos", Some(&alice)).await.json();
+    assert_eq!(list, json!([todo]));
+
+    assert_eq!(
+        server.delete(&alice, &id).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        server.delete(&alice, &id).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server.delete(&alice, "not-a-number").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server.get("/secure-todos", Some(&alice)).await.json(),
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn invalid_titles_are_422() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let alice = server.token("alice", "wonderland").await;
+    assert_eq!(
+        server.create(&alice, "   ").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        server.create(&alice, &"t".repeat(201)).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+#[tokio::test]
+async fn bob_reads_but_cannot_write() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let bob = server.token("bob", "builder").await;
+    assert_eq!(
+        server.get("/secure-todos", Some(&bob)).await.status,
+        StatusCode::OK
+    );
+    let res = server.create(&bob, "x").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let challenge = res.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("scope=\"todos:write\""), "{challenge}");
+    assert_eq!(server.delete(&bob, "1").await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn todos_are_isolated_per_user() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let alice = server.token("alice", "wonderland").await;
+    let id = server.create(&alice, "alice's").await.json()["id"].to_string();
+    let bob = server.token("bob", "builder").await;
+    assert_eq!(
+        server.get("/secure-todos", Some(&bob)).await.json(),
+        json!([])
+    );
+    // carol has write access but does not own alice's todo.
+    let issuer = TokenIssuer::hs256(SECRET.as_bytes())
+        .unwrap()
+        .issuer("todo-server")
+        .audience("todo-api");
+    let carol = issuer
+        .issue("carol", "todos:read todos:write")
+        .unwrap()
+        .access_token;
+    assert_eq!(
+        server.delete(&carol, &id).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server
+            .get("/secure-todos", Some(&alice))
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn me_returns_the_injected_claims() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let alice = server.token("alice", "wonderland").await;
+    let me = server.get("/me", Some(&alice)).await.json();
+    assert_eq!(me["sub"], "alice");
+    assert_eq!(me["iss"], "todo-server");
+    assert_eq!(me["aud"], "todo-api");
+    assert_eq!(me["scope"], "todos:read todos:write");
+    assert_eq!(me["jti"].as_str().unwrap().len(), 32);
+}
+
+fn forge(claims: Value, secret: &[u8]) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    encode(&header, &claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn tokens_without_sub_or_for_others_are_401() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let base =
+        json!({"iss": "todo-server", "aud": "todo-api", "exp": get_current_timestamp() + 60});
+    let res = server
+        .get(
+            "/secure-todos",
+            Some(&forge(base.clone(), SECRET.as_bytes())),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.json()["error_description"],
+        "the token lacks the required claim `sub`"
+    );
+
+    let mut other_aud = base.clone();
+    other_aud["sub"] = json!("alice");
+    other_aud["aud"] = json!("billing-api");
+    let res = server
+        .get("/secure-todos", Some(&forge(other_aud, SECRET.as_bytes())))
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        res.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+
+    // The seed's hard-coded secret is worthless here.
+    let mut ok = base;
+    ok["sub"] = json!("alice");
+    let res = server
+        .get(
+            "/secure-todos",
+            Some(&forge(ok, b"super-secret-key-super-secret-key")),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn configuration_defaults_and_refusals() {
+    let config = app::Config::from_lookup(|_| None).unwrap();
+    assert_eq!(config.addr, "127.0.0.1:3000".parse().unwrap());
+    assert!(config.secret.is_none());
+    assert_eq!(
+        (config.issuer.as_str(), config.audience.as_str()),
+        ("todo-server", "todo-api")
+    );
+    assert_eq!(config.ttl, Duration::from_secs(1800));
+
+    let short =
+        app::Config::from_lookup(|n| (n == "JWT_SECRET").then(|| "too-short".into())).unwrap_err();
+    assert!(short.contains("at least 32 bytes"), "{short}");
+    let debug = format!(
+        "{:?}",
+        app::Config::from_lookup(|n| (n == "JWT_SECRET").then(|| SECRET.into())).unwrap()
+    );
+    assert!(!debug.contains(SECRET), "{debug}");
+}
+
+// ---- Nothing secret in the logs ----
+
+/// Every log line of this test binary, at TRACE.
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(Default::default)
+}
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        logs().lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| LogWriter)
+            .init();
+    });
+}
+
+#[tokio::test]
+async fn no_token_or_password_in_logs_at_any_level() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let token = server.token("alice", "wonderland").await;
+    server.get("/secure-todos", Some(&token)).await;
+    server
+        .get("/secure-todos", Some(&format!("{token}x")))
+        .await;
+    server.login("alice", "hunter2-wrong").await;
+    let logs = String::from_utf8(logs().lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("request rejected"), "rejections are logged");
+    assert!(logs.contains("login succeeded"));
+    for secret in [token.as_str(), "wonderland", "hunter2-wrong", SECRET] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+    // Not even the signature part of the token.
+    assert!(!logs.contains(token.rsplit('.').next().unwrap()));
+}
