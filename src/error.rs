@@ -60,6 +60,9 @@ pub enum AuthError {
     },
     /// The token is valid but a claim requirement of the route rejected it.
     Forbidden,
+    /// The keys to verify the token could not be obtained (the identity provider has been
+    /// unreachable for longer than the allowed staleness): `503`, the token may be fine.
+    KeysUnavailable,
 }
 
 impl AuthError {
@@ -69,14 +72,16 @@ impl AuthError {
             Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 
-    /// The RFC 6750 `error` code, or `None` when the request had no credentials at all.
+    /// The RFC 6750 `error` code, or `None` when the request had no credentials at all (or
+    /// the failure is the server's, [`KeysUnavailable`](Self::KeysUnavailable)).
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            Self::MissingToken => None,
+            Self::MissingToken | Self::KeysUnavailable => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
             Self::InsufficientScope { .. } | Self::Forbidden => Some("insufficient_scope"),
             _ => Some("invalid_token"),
@@ -104,6 +109,9 @@ impl AuthError {
             Self::InvalidClaims => "the token's claims are malformed",
             Self::InsufficientScope { .. } => "the token does not grant the required scope",
             Self::Forbidden => "the token does not grant access to this resource",
+            Self::KeysUnavailable => {
+                "the keys to verify the token are unavailable; try again later"
+            }
         })
     }
 
@@ -137,7 +145,9 @@ impl AuthError {
     }
 
     /// The default RFC 6750 response: status, `WWW-Authenticate`, `Cache-Control: no-store`
-    /// and a small JSON body `{"error": ..., "error_description": ...}`.
+    /// and a small JSON body `{"error": ..., "error_description": ...}`. A `503`
+    /// ([`KeysUnavailable`](Self::KeysUnavailable)) carries `Retry-After` instead of a
+    /// challenge: the client's credentials are not in question.
     pub fn response(&self, realm: &str) -> Response<Bytes> {
         #[derive(serde::Serialize)]
         struct Body<'a> {
@@ -146,14 +156,21 @@ impl AuthError {
         }
         let description = self.description();
         let body = serde_json::to_vec(&Body {
-            error: self.error_code().unwrap_or("unauthorized"),
+            error: match self {
+                Self::KeysUnavailable => "temporarily_unavailable",
+                _ => self.error_code().unwrap_or("unauthorized"),
+            },
             error_description: &description,
         })
         .unwrap_or_default();
         let mut response = Response::new(Bytes::from(body));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
+        if let Self::KeysUnavailable = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        } else {
+            headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
+        }
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -8,7 +8,11 @@
 //! - [`RequireScope`] and [`require`] add authorization on top and answer
 //!   `403 insufficient_scope`.
 //! - [`VerificationKey`] binds each key to the one algorithm it may verify: HMAC, RSA, RSA-PSS,
-//!   ECDSA and EdDSA, from secrets, PEM, DER or JWK.
+//!   ECDSA and EdDSA, from secrets, PEM, DER or JWK. [`KeySet`] picks keys by `kid` and rotates
+//!   without locks; `jwks::JwksSource` (feature `jwks`) fetches and caches an identity
+//!   provider's keys; [`TrustedIssuer`] lets one layer trust several issuers.
+//! - [`TokenIssuer`] signs tokens the layer accepts, and (feature `password`)
+//!   `password::Passwords` hashes with argon2id off the async executor.
 //!
 //! ```
 //! use std::{convert::Infallible, time::Duration};
@@ -55,6 +59,8 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `password` | no | [`password::Passwords`]: argon2id hashing on tokio's blocking pool |
+//! | `jwks` | no | [`jwks::JwksSource`]: cached, self-refreshing JWKS and OIDC discovery over HTTP (hyper-util client) |
+//! | `jwks-rustls` | no | `jwks` over HTTPS through rustls with the webpki roots |
 //! | `axum` | no | [`Claims<C>`] as an axum extractor, [`AuthError`] as an axum response |
 //! | `aws-lc-rs` | no | verify with `aws-lc-rs` instead of the pure-Rust RustCrypto crates: about 3x faster RSA and 4x faster ECDSA, slower HMAC, and it needs a C compiler |
 
@@ -67,13 +73,15 @@ pub mod body;
 mod claims;
 mod crypto;
 mod error;
-pub mod future;
 pub mod issuer;
+#[cfg(feature = "jwks")]
+pub mod jwks;
 pub mod keys;
 #[cfg(feature = "password")]
 pub mod password;
 pub mod rejection;
 mod token;
+pub mod trust;
 mod validate;
 
 #[cfg(feature = "axum")]
@@ -85,7 +93,8 @@ pub use claims::{Audience, Claims, Scopes, StandardClaims};
 pub use error::{AuthError, ConfigError};
 pub use issuer::TokenIssuer;
 pub use jsonwebtoken::{self, Algorithm};
-pub use keys::VerificationKey;
+pub use keys::{KeySet, KeySource, VerificationKey};
 pub use rejection::OnRejection;
 pub use token::DEFAULT_MAX_TOKEN_LEN;
+pub use trust::TrustedIssuer;
 pub use validate::DEFAULT_LEEWAY;

@@ -6,10 +6,12 @@ use tower_layer::Layer;
 
 use super::JwtAuth;
 use crate::{
-    AuthError, ConfigError, OnRejection, StandardClaims, VerificationKey,
+    AuthError, ConfigError, KeySet, KeySource, OnRejection, StandardClaims, TrustedIssuer,
+    VerificationKey,
+    keys::RefreshWait,
     rejection::Rejecter,
     token::TokenSource,
-    validate::{Validated, Validator},
+    validate::{Check, Validated, Validator},
 };
 
 /// A [`Layer`] that authenticates requests with bearer JWTs; see the [module docs](crate::auth).
@@ -31,20 +33,37 @@ pub(crate) struct Config {
     pub(crate) rejecter: Rejecter,
 }
 
+/// What authenticating one request came to.
+pub(crate) enum Authn<C> {
+    Granted(Validated<C>),
+    /// No token, and the layer is optional.
+    Anonymous,
+    Rejected(AuthError),
+    /// The key may arrive with a refresh of a remote key set: wait, then check again.
+    Pending(RefreshWait),
+}
+
 impl Config {
-    /// Finds and validates the token: `Ok(None)` when there is none and that is allowed.
+    /// Finds and validates the token; `may_refresh` allows waiting for a key refresh.
     pub(crate) fn authenticate<C: serde::de::DeserializeOwned>(
         &self,
         headers: &HeaderMap,
         uri: &Uri,
-    ) -> Result<Option<Validated<C>>, AuthError> {
-        match self
+        may_refresh: bool,
+    ) -> Authn<C> {
+        let token = match self
             .source
-            .extract(headers, uri, self.validator.max_token_len)?
+            .extract(headers, uri, self.validator.max_token_len)
         {
-            Some(token) => self.validator.validate(&token).map(Some),
-            None if self.optional => Ok(None),
-            None => Err(AuthError::MissingToken),
+            Ok(Some(token)) => token,
+            Ok(None) if self.optional => return Authn::Anonymous,
+            Ok(None) => return Authn::Rejected(AuthError::MissingToken),
+            Err(e) => return Authn::Rejected(e),
+        };
+        match self.validator.check(&token, may_refresh) {
+            Check::Done(Ok(validated)) => Authn::Granted(validated),
+            Check::Done(Err(e)) => Authn::Rejected(e),
+            Check::Refresh(wait) => Authn::Pending(wait),
         }
     }
 }
@@ -52,7 +71,7 @@ impl Config {
 impl<C> JwtAuthLayer<C> {
     /// Validates tokens signed with one key.
     pub fn new(key: VerificationKey) -> Self {
-        Self::from_validator(Validator::new(vec![key]).expect("one key is a valid key set"))
+        Self::from_keys(key)
     }
 
     /// Validates tokens signed with any of `keys`, picked by `kid` (or, for a token without
@@ -60,7 +79,25 @@ impl<C> JwtAuthLayer<C> {
     ///
     /// Fails when `keys` is empty or two keys share a `kid`.
     pub fn with_keys(keys: impl IntoIterator<Item = VerificationKey>) -> Result<Self, ConfigError> {
-        Validator::new(keys.into_iter().collect()).map(Self::from_validator)
+        let set = KeySet::new(keys)?;
+        if set.is_empty() {
+            return Err(ConfigError::NoKeys);
+        }
+        Ok(Self::from_keys(set))
+    }
+
+    /// Validates tokens with keys from `source`: one key, a rotatable [`KeySet`], or a
+    /// [`JwksSource`](crate::jwks::JwksSource) (feature `jwks`).
+    pub fn from_keys(source: impl Into<KeySource>) -> Self {
+        Self::from_validator(Validator::new(source.into().0))
+    }
+
+    /// Trusts several issuers, each with its own keys, audiences and algorithms; the token's
+    /// `iss` picks one before any key is used. See [`TrustedIssuer`].
+    ///
+    /// Fails when `issuers` is empty or names an issuer twice.
+    pub fn trusting(issuers: impl IntoIterator<Item = TrustedIssuer>) -> Result<Self, ConfigError> {
+        Validator::trusting(issuers.into_iter().collect()).map(Self::from_validator)
     }
 
     /// Validates `HS256` tokens; the secret must be at least 32 bytes long.
@@ -97,6 +134,10 @@ impl<C> JwtAuthLayer<C> {
 
     /// Accepts tokens from this issuer (`iss`). Call it again to accept several. Once an
     /// issuer is configured, a token without `iss` is rejected.
+    ///
+    /// # Panics
+    ///
+    /// On a layer built with [`trusting`](Self::trusting), whose issuers are fixed.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.config_mut().validator.add_issuer(issuer.into());
         self
@@ -107,6 +148,13 @@ impl<C> JwtAuthLayer<C> {
     /// accepted.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.config_mut().validator.add_audience(audience.into());
+        self
+    }
+
+    /// Restricts the accepted algorithms further than the keys do (for a JWKS, whose keys
+    /// the identity provider chooses: by default its asymmetric algorithms are accepted).
+    pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Self {
+        self.config_mut().validator.set_algorithms(algorithms);
         self
     }
 
@@ -183,9 +231,9 @@ impl<C> JwtAuthLayer<C> {
         self
     }
 
-    /// The algorithms this layer accepts, one per configured key.
-    pub fn algorithms(&self) -> Vec<Algorithm> {
-        self.config.validator.algorithms().collect()
+    /// The algorithms this layer accepts (a token must also name a key bound to its `alg`).
+    pub fn accepted_algorithms(&self) -> Vec<Algorithm> {
+        self.config.validator.algorithms()
     }
 }
 

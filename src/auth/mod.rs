@@ -5,8 +5,9 @@
 //!
 //! 1. finds the token (by default in `Authorization: Bearer`, RFC 6750 section 2.1) and
 //!    refuses one that is too long or malformed before decoding it;
-//! 2. picks the configured key by the token's `kid` (or `alg`), verifies the signature with
-//!    that key's single algorithm, and checks `exp`, `nbf`, `iss`, `aud`, `typ` and the
+//! 2. picks the configured key by the token's `kid` (or `alg`; with several trusted issuers,
+//!    the issuer's keys by `iss` first), waiting for a JWKS refresh only when the `kid` is
+//!    new; verifies the signature with that key's single algorithm, and checks `exp`, `nbf`, `iss`, `aud`, `typ` and the
 //!    required claims;
 //! 3. inserts [`Claims<C>`](crate::Claims) and [`Scopes`](crate::Scopes) into the request
 //!    extensions and calls the inner service.
@@ -55,6 +56,7 @@
 //! # }
 //! ```
 
+pub mod future;
 mod layer;
 mod service;
 

@@ -9,8 +9,11 @@ use http::{Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use super::layer::Config;
-use crate::{Claims, body::ResponseBody, future::ResponseFuture};
+use super::{
+    future::{Parked, ResponseFuture},
+    layer::{Authn, Config},
+};
+use crate::{Claims, body::ResponseBody};
 
 /// Middleware that authenticates requests with bearer JWTs; built by
 /// [`JwtAuthLayer`](crate::JwtAuthLayer).
@@ -47,26 +50,44 @@ impl<S, C> JwtAuth<S, C> {
 
 impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, C>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, S, ReqBody, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match self.config.authenticate::<C>(req.headers(), req.uri()) {
-            Ok(Some(validated)) => {
+        match self
+            .config
+            .authenticate::<C>(req.headers(), req.uri(), true)
+        {
+            Authn::Granted(validated) => {
                 let extensions = req.extensions_mut();
                 extensions.insert(Claims(validated.claims));
                 extensions.insert(validated.scopes);
             }
-            Ok(None) => {}
-            Err(error) => return ResponseFuture::rejected(self.config.rejecter.reject(&error)),
+            Authn::Anonymous => {}
+            Authn::Rejected(error) => {
+                return ResponseFuture::rejected(self.config.rejecter.reject(&error));
+            }
+            Authn::Pending(wait) => {
+                // The service polled ready goes with the request; this one keeps a clone
+                // (tower-service docs, "Be careful when cloning inner services").
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let parked = Parked {
+                    inner,
+                    req,
+                    config: self.config.clone(),
+                    _claims: PhantomData,
+                };
+                return ResponseFuture::waiting(wait, parked);
+            }
         }
         ResponseFuture::inner(self.inner.call(req))
     }

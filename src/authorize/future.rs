@@ -1,4 +1,4 @@
-//! The response future of the middleware.
+//! The response future of the authorization middleware.
 
 use std::{
     future::Future,
@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use crate::body::ResponseBody;
 
 pin_project! {
-    /// Response future of [`JwtAuth`](crate::JwtAuth) and [`Authorize`](crate::Authorize):
+    /// Response future of [`Authorize`](super::Authorize):
     /// polls the inner service's future, or yields a ready rejection.
     pub struct ResponseFuture<F> {
         #[pin]

@@ -1,21 +1,3 @@
-//! Verification keys, each bound to the one algorithm it may verify.
-//!
-//! A [`VerificationKey`] pairs a `jsonwebtoken` [`DecodingKey`] with an [`Algorithm`] and an
-//! optional `kid`. The layer's algorithm allow-list is derived from its keys, so a key can
-//! never be used with an algorithm of another family (an RSA public key is never an HMAC
-//! secret), and `none` is never accepted because it is no key's algorithm.
-//!
-//! ```
-//! use tower_jwt_auth::{Algorithm, VerificationKey};
-//!
-//! let key = VerificationKey::hmac(Algorithm::HS256, &[7; 32]).unwrap().with_kid("2026-11");
-//! assert_eq!(key.algorithm(), Algorithm::HS256);
-//! assert_eq!(key.kid(), Some("2026-11"));
-//!
-//! // A 10-byte secret is refused when the key is built, not when the first token arrives.
-//! assert!(VerificationKey::hmac(Algorithm::HS256, b"0123456789").is_err());
-//! ```
-
 use std::{fmt, sync::Arc};
 
 use jsonwebtoken::{
