@@ -130,6 +130,7 @@ pub struct Reply {
     pub status: StatusCode,
     pub challenge: Option<String>,
     pub content_type: Option<String>,
+    pub retry_after: Option<String>,
     pub body: Bytes,
 }
 
@@ -155,6 +156,7 @@ where
         status: parts.status,
         challenge: text(header::WWW_AUTHENTICATE),
         content_type: text(header::CONTENT_TYPE),
+        retry_after: text(header::RETRY_AFTER),
         body: body.collect().await.unwrap().to_bytes(),
     }
 }
