@@ -24,9 +24,12 @@ struct Case {
 fn private(alg: Algorithm, name: &str) -> EncodingKey {
     let pem = fixture(name);
     match alg {
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => {
-            EncodingKey::from_rsa_pem(&pem).unwrap()
-        }
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => EncodingKey::from_rsa_pem(&pem).unwrap(),
         Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&pem).unwrap(),
         Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem).unwrap(),
         _ => unreachable!(),
@@ -71,7 +74,11 @@ fn cases() -> Vec<Case> {
 
 async fn status(layer: &JwtAuthLayer<StandardClaims>, token: &str) -> (StatusCode, usize) {
     let rec = Recorder::default();
-    let res = layer.layer(rec.service()).oneshot(get(Some(token))).await.unwrap();
+    let res = layer
+        .layer(rec.service())
+        .oneshot(get(Some(token)))
+        .await
+        .unwrap();
     (res.status(), rec.calls())
 }
 
@@ -92,36 +99,66 @@ fn relabel(token: &str, alg: &str) -> String {
 #[tokio::test]
 async fn every_algorithm_accepts_good_and_rejects_forged_tokens() {
     for case in cases() {
-        let layer = JwtAuthLayer::<StandardClaims>::new(case.verifier.clone()).issuer(ISSUER).audience(AUDIENCE);
+        let layer = JwtAuthLayer::<StandardClaims>::new(case.verifier.clone())
+            .issuer(ISSUER)
+            .audience(AUDIENCE);
         let name = format!("{:?}", case.alg);
         let token = mint_with(&Header::new(case.alg), &good_claims(), &case.signer);
-        assert_eq!(status(&layer, &token).await, (StatusCode::OK, 1), "{name}: valid token");
+        assert_eq!(
+            status(&layer, &token).await,
+            (StatusCode::OK, 1),
+            "{name}: valid token"
+        );
 
         let corrupted = corrupt_signature(&token);
-        assert_eq!(status(&layer, &corrupted).await, (StatusCode::UNAUTHORIZED, 0), "{name}: corrupted signature");
+        assert_eq!(
+            status(&layer, &corrupted).await,
+            (StatusCode::UNAUTHORIZED, 0),
+            "{name}: corrupted signature"
+        );
 
         let wrong_key = mint_with(&Header::new(case.alg), &good_claims(), &case.other);
-        assert_eq!(status(&layer, &wrong_key).await, (StatusCode::UNAUTHORIZED, 0), "{name}: wrong key");
+        assert_eq!(
+            status(&layer, &wrong_key).await,
+            (StatusCode::UNAUTHORIZED, 0),
+            "{name}: wrong key"
+        );
 
         // Swapped to another algorithm, same family or not, with the signature kept.
         for other in ["HS256", "RS256", "PS256", "ES256", "EdDSA", "none"] {
             if other != name {
                 let swapped = relabel(&token, other);
-                assert_eq!(status(&layer, &swapped).await, (StatusCode::UNAUTHORIZED, 0), "{name} relabelled {other}");
+                assert_eq!(
+                    status(&layer, &swapped).await,
+                    (StatusCode::UNAUTHORIZED, 0),
+                    "{name} relabelled {other}"
+                );
             }
         }
 
         // The public key misused as an HMAC secret (algorithm confusion).
         if !case.public_bytes.is_empty() {
-            let hs = mint_with(&Header::new(Algorithm::HS256), &good_claims(), &EncodingKey::from_secret(&case.public_bytes).unwrap());
-            assert_eq!(status(&layer, &hs).await, (StatusCode::UNAUTHORIZED, 0), "{name}: HS256 with the public key");
+            let hs = mint_with(
+                &Header::new(Algorithm::HS256),
+                &good_claims(),
+                &EncodingKey::from_secret(&case.public_bytes).unwrap(),
+            );
+            assert_eq!(
+                status(&layer, &hs).await,
+                (StatusCode::UNAUTHORIZED, 0),
+                "{name}: HS256 with the public key"
+            );
         }
     }
 }
 
 #[tokio::test]
 async fn keys_from_jwk_verify_like_keys_from_pem() {
-    for (alg, pem) in [(Algorithm::RS256, "rsa.pem"), (Algorithm::ES256, "ec-256.pem"), (Algorithm::EdDSA, "ed25519.pem")] {
+    for (alg, pem) in [
+        (Algorithm::RS256, "rsa.pem"),
+        (Algorithm::ES256, "ec-256.pem"),
+        (Algorithm::EdDSA, "ed25519.pem"),
+    ] {
         let signer = private(alg, pem);
         let mut jwk = Jwk::from_encoding_key(&signer, alg).unwrap();
         jwk.common.key_id = Some("k1".into());
@@ -140,8 +177,12 @@ async fn key_set_picks_by_kid_and_rejects_unknown_kid() {
     let rsa = private(Algorithm::RS256, "rsa.pem");
     let ed = private(Algorithm::EdDSA, "ed25519.pem");
     let keys = tower_jwt_auth::KeySet::new([
-        VerificationKey::from_pem(Algorithm::RS256, &fixture("rsa.pub.pem")).unwrap().with_kid("rsa-1"),
-        VerificationKey::from_pem(Algorithm::EdDSA, &fixture("ed25519.pub.pem")).unwrap().with_kid("ed-1"),
+        VerificationKey::from_pem(Algorithm::RS256, &fixture("rsa.pub.pem"))
+            .unwrap()
+            .with_kid("rsa-1"),
+        VerificationKey::from_pem(Algorithm::EdDSA, &fixture("ed25519.pub.pem"))
+            .unwrap()
+            .with_kid("ed-1"),
     ])
     .unwrap();
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys.clone());
@@ -150,18 +191,58 @@ async fn key_set_picks_by_kid_and_rejects_unknown_kid() {
         header.kid = Some(kid.into());
         mint_with(&header, &good_claims(), key)
     };
-    assert_eq!(status(&layer, &with_kid(Algorithm::RS256, "rsa-1", &rsa)).await.0, StatusCode::OK);
-    assert_eq!(status(&layer, &with_kid(Algorithm::EdDSA, "ed-1", &ed)).await.0, StatusCode::OK);
+    assert_eq!(
+        status(&layer, &with_kid(Algorithm::RS256, "rsa-1", &rsa))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&layer, &with_kid(Algorithm::EdDSA, "ed-1", &ed))
+            .await
+            .0,
+        StatusCode::OK
+    );
     // The right key under the wrong kid: the named key is used, and it does not verify.
-    assert_eq!(status(&layer, &with_kid(Algorithm::EdDSA, "rsa-1", &ed)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&layer, &with_kid(Algorithm::EdDSA, "rsa-1", &ed))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
     let rec = Recorder::default();
-    let res = read(layer.layer(rec.service()).oneshot(get(Some(&with_kid(Algorithm::EdDSA, "nope", &ed)))).await.unwrap()).await;
+    let res = read(
+        layer
+            .layer(rec.service())
+            .oneshot(get(Some(&with_kid(Algorithm::EdDSA, "nope", &ed))))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(res.json()["error_description"], "the token's key id is not known");
+    assert_eq!(
+        res.json()["error_description"],
+        "the token's key id is not known"
+    );
 
     // Rotation: retire rsa-1; the same layer refuses its tokens at once.
     assert!(keys.remove("rsa-1"));
-    assert_eq!(status(&layer, &with_kid(Algorithm::RS256, "rsa-1", &rsa)).await.0, StatusCode::UNAUTHORIZED);
-    keys.insert(VerificationKey::from_pem(Algorithm::RS256, &fixture("rsa.pub.pem")).unwrap().with_kid("rsa-2")).unwrap();
-    assert_eq!(status(&layer, &with_kid(Algorithm::RS256, "rsa-2", &rsa)).await.0, StatusCode::OK);
+    assert_eq!(
+        status(&layer, &with_kid(Algorithm::RS256, "rsa-1", &rsa))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    keys.insert(
+        VerificationKey::from_pem(Algorithm::RS256, &fixture("rsa.pub.pem"))
+            .unwrap()
+            .with_kid("rsa-2"),
+    )
+    .unwrap();
+    assert_eq!(
+        status(&layer, &with_kid(Algorithm::RS256, "rsa-2", &rsa))
+            .await
+            .0,
+        StatusCode::OK
+    );
 }

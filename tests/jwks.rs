@@ -18,7 +18,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
-use tower_jwt_auth::{JwtAuthLayer, StandardClaims, TrustedIssuer, VerificationKey, jwks::JwksSource};
+use tower_jwt_auth::{
+    JwtAuthLayer, StandardClaims, TrustedIssuer, VerificationKey, jwks::JwksSource,
+};
 
 /// What the provider serves, changeable while it runs.
 struct ProviderState {
@@ -48,7 +50,10 @@ impl Provider {
             discovery_issuer: url.clone(),
             jwks_hits: 0,
         }));
-        let provider = Self { url: url.clone(), state: state.clone() };
+        let provider = Self {
+            url: url.clone(),
+            state: state.clone(),
+        };
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
@@ -59,7 +64,10 @@ impl Provider {
                     let url = url.clone();
                     async move { Ok::<_, Infallible>(serve(&state, &url, req.uri().path()).await) }
                 });
-                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc),
+                );
             }
         });
         provider
@@ -84,15 +92,24 @@ async fn serve(state: &Mutex<ProviderState>, url: &str, path: &str) -> Response<
     };
     tokio::time::sleep(delay).await;
     if !up {
-        return Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body(Full::default()).unwrap();
+        return Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .body(Full::default())
+            .unwrap();
     }
     let s = state.lock().unwrap();
     let (body, max_age) = match path {
         "/jwks.json" => (json!({ "keys": s.keys }), s.max_age),
-        "/.well-known/openid-configuration" => {
-            (json!({ "issuer": s.discovery_issuer, "jwks_uri": format!("{url}/jwks.json") }), None)
+        "/.well-known/openid-configuration" => (
+            json!({ "issuer": s.discovery_issuer, "jwks_uri": format!("{url}/jwks.json") }),
+            None,
+        ),
+        _ => {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Full::default())
+                .unwrap();
         }
-        _ => return Response::builder().status(StatusCode::NOT_FOUND).body(Full::default()).unwrap(),
     };
     let mut res = Response::builder().header(header::CONTENT_TYPE, "application/json");
     if let Some(max_age) = max_age {
@@ -112,7 +129,11 @@ fn signer(pem: &str, kid: &str) -> Signer {
     let key = EncodingKey::from_ed_pem(&fixture(pem)).unwrap();
     let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).unwrap();
     jwk.common.key_id = Some(kid.into());
-    Signer { key, jwk: serde_json::to_value(jwk).unwrap(), kid: kid.into() }
+    Signer {
+        key,
+        jwk: serde_json::to_value(jwk).unwrap(),
+        kid: kid.into(),
+    }
 }
 
 impl Signer {
@@ -127,12 +148,18 @@ impl Signer {
 }
 
 fn source(url: &str) -> tower_jwt_auth::jwks::JwksBuilder {
-    JwksSource::new(url).timeout(Duration::from_millis(500)).cooldown(Duration::from_millis(300))
+    JwksSource::builder(url)
+        .timeout(Duration::from_millis(500))
+        .cooldown(Duration::from_millis(300))
 }
 
 async fn send(layer: &JwtAuthLayer<StandardClaims>, token: &str) -> Reply {
     let rec = Recorder::default();
-    let res = layer.layer(rec.service()).oneshot(get(Some(token))).await.unwrap();
+    let res = layer
+        .layer(rec.service())
+        .oneshot(get(Some(token)))
+        .await
+        .unwrap();
     read(res).await
 }
 
@@ -148,7 +175,9 @@ async fn rotation_to_a_new_kid_is_picked_up_on_first_sight() {
     provider.with(|s| s.keys = vec![k1.jwk.clone()]);
     let jwks = source(&provider.jwks_url()).build().unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone()).issuer(ISSUER).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone())
+        .issuer(ISSUER)
+        .audience(AUDIENCE);
     assert_eq!(status(&layer, &k1.token(ISSUER)).await, StatusCode::OK);
 
     // The provider rotates; the first k2 token waits for one refresh and passes.
@@ -168,7 +197,10 @@ async fn unknown_kid_flood_causes_at_most_one_fetch_per_cooldown() {
     let provider = Provider::start().await;
     let k1 = signer("ed25519.pem", "k1");
     provider.with(|s| s.keys = vec![k1.jwk.clone()]);
-    let jwks = JwksSource::new(&provider.jwks_url()).cooldown(Duration::from_secs(60)).build().unwrap();
+    let jwks = JwksSource::builder(&provider.jwks_url())
+        .cooldown(Duration::from_secs(60))
+        .build()
+        .unwrap();
     assert!(jwks.ready().await);
     let hits_before = provider.with(|s| s.jwks_hits);
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone());
@@ -187,9 +219,16 @@ async fn unknown_kid_flood_causes_at_most_one_fetch_per_cooldown() {
     for task in tasks {
         let res = task.await.unwrap();
         assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(res.json()["error_description"], "the token's key id is not known");
+        assert_eq!(
+            res.json()["error_description"],
+            "the token's key id is not known"
+        );
     }
-    assert_eq!(provider.with(|s| s.jwks_hits), hits_before, "the cooldown of the first fetch holds");
+    assert_eq!(
+        provider.with(|s| s.jwks_hits),
+        hits_before,
+        "the cooldown of the first fetch holds"
+    );
     assert_eq!(status(&layer, &k1.token(ISSUER)).await, StatusCode::OK);
 }
 
@@ -220,7 +259,11 @@ async fn unknown_kid_flood_after_cooldown_coalesces_into_one_fetch() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(provider.with(|s| s.jwks_hits), hits_before + 1, "one coalesced fetch for 100 unknown kids");
+    assert_eq!(
+        provider.with(|s| s.jwks_hits),
+        hits_before + 1,
+        "one coalesced fetch for 100 unknown kids"
+    );
 }
 
 #[tokio::test]
@@ -231,14 +274,20 @@ async fn provider_down_after_start_keeps_serving_cached_keys() {
         s.keys = vec![k1.jwk.clone()];
         s.max_age = Some(1);
     });
-    let jwks = source(&provider.jwks_url()).ttl_bounds(Duration::from_secs(1), Duration::from_secs(1)).build().unwrap();
+    let jwks = source(&provider.jwks_url())
+        .ttl_bounds(Duration::from_secs(1), Duration::from_secs(1))
+        .build()
+        .unwrap();
     assert!(jwks.ready().await);
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone());
     provider.with(|s| s.up = false);
     let before = provider.with(|s| s.jwks_hits);
     // Past the TTL: the background refresher tries, fails, and the cached key still serves.
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert!(provider.with(|s| s.jwks_hits) > before, "the background refresher kept trying");
+    assert!(
+        provider.with(|s| s.jwks_hits) > before,
+        "the background refresher kept trying"
+    );
     assert_eq!(status(&layer, &k1.token(ISSUER)).await, StatusCode::OK);
 }
 
@@ -258,7 +307,10 @@ async fn keys_staler_than_allowed_answer_503_until_the_provider_is_back() {
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let res = send(&layer, &k1.token(ISSUER)).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(res.challenge.is_none(), "a 503 does not challenge the client's credentials");
+    assert!(
+        res.challenge.is_none(),
+        "a 503 does not challenge the client's credentials"
+    );
     assert_eq!(res.json()["error"], "temporarily_unavailable");
     provider.with(|s| s.up = true);
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -293,10 +345,15 @@ async fn slow_provider_hits_the_timeout() {
         s.keys = vec![k1.jwk.clone()];
         s.delay = Duration::from_secs(30);
     });
-    let jwks = JwksSource::new(&provider.jwks_url()).timeout(Duration::from_millis(300)).build().unwrap();
+    let jwks = JwksSource::builder(&provider.jwks_url())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks);
     // The request is answered (503) well before the provider would have answered.
-    let res = tokio::time::timeout(Duration::from_secs(5), send(&layer, &k1.token(ISSUER))).await.expect("no hang");
+    let res = tokio::time::timeout(Duration::from_secs(5), send(&layer, &k1.token(ISSUER)))
+        .await
+        .expect("no hang");
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -305,10 +362,16 @@ async fn discovery_finds_the_jwks_and_refuses_a_mismatched_issuer() {
     let provider = Provider::start().await;
     let k1 = signer("ed25519.pem", "k1");
     provider.with(|s| s.keys = vec![k1.jwk.clone()]);
-    let jwks = JwksSource::discover(&provider.url).timeout(Duration::from_millis(500)).build().unwrap();
+    let jwks = JwksSource::discover(&provider.url)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
     assert!(jwks.ready().await);
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).issuer(provider.url.clone());
-    assert_eq!(status(&layer, &k1.token(&provider.url)).await, StatusCode::OK);
+    assert_eq!(
+        status(&layer, &k1.token(&provider.url)).await,
+        StatusCode::OK
+    );
 
     // A discovery document that names another issuer is refused: no keys, ever.
     let evil = Provider::start().await;
@@ -316,27 +379,46 @@ async fn discovery_finds_the_jwks_and_refuses_a_mismatched_issuer() {
         s.keys = vec![k1.jwk.clone()];
         s.discovery_issuer = "https://impostor.example".into();
     });
-    let jwks = JwksSource::discover(&evil.url).timeout(Duration::from_millis(500)).build().unwrap();
+    let jwks = JwksSource::discover(&evil.url)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
     assert!(!jwks.ready().await);
-    assert_eq!(evil.with(|s| s.jwks_hits), 0, "the JWKS of a mismatched issuer is never fetched");
+    assert_eq!(
+        evil.with(|s| s.jwks_hits),
+        0,
+        "the JWKS of a mismatched issuer is never fetched"
+    );
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks);
-    assert_eq!(status(&layer, &k1.token(&evil.url)).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        status(&layer, &k1.token(&evil.url)).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
 
 #[tokio::test]
 async fn hmac_keys_in_a_jwks_are_not_trusted_by_default() {
     let provider = Provider::start().await;
     let secret = [5u8; 32];
-    provider.with(|s| s.keys = vec![json!({"kty": "oct", "kid": "h", "alg": "HS256", "k": base64_url(&secret)})]);
+    provider.with(|s| {
+        s.keys = vec![json!({"kty": "oct", "kid": "h", "alg": "HS256", "k": base64_url(&secret)})]
+    });
     let jwks = source(&provider.jwks_url()).build().unwrap();
     assert!(jwks.ready().await);
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks);
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("h".into());
-    let token = mint_with(&header, &good_claims(), &EncodingKey::from_secret(&secret).unwrap());
+    let token = mint_with(
+        &header,
+        &good_claims(),
+        &EncodingKey::from_secret(&secret).unwrap(),
+    );
     let res = send(&layer, &token).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(res.json()["error_description"], "the token's signing algorithm is not accepted");
+    assert_eq!(
+        res.json()["error_description"],
+        "the token's signing algorithm is not accepted"
+    );
 }
 
 fn base64_url(bytes: &[u8]) -> String {
@@ -358,10 +440,21 @@ async fn several_issuers_each_with_their_own_keys() {
     ])
     .unwrap();
 
-    assert_eq!(status(&layer, &mint(&good_claims())).await, StatusCode::OK, "our own HS256 token");
-    assert_eq!(status(&layer, &idp.token(&provider.url)).await, StatusCode::OK, "the provider's EdDSA token");
+    assert_eq!(
+        status(&layer, &mint(&good_claims())).await,
+        StatusCode::OK,
+        "our own HS256 token"
+    );
+    assert_eq!(
+        status(&layer, &idp.token(&provider.url)).await,
+        StatusCode::OK,
+        "the provider's EdDSA token"
+    );
     // The provider's key cannot vouch for our issuer, nor our secret for the provider.
-    assert_eq!(status(&layer, &idp.token(ISSUER)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&layer, &idp.token(ISSUER)).await,
+        StatusCode::UNAUTHORIZED
+    );
     let forged = mint(&claims_with(|c| {
         c.insert("iss".into(), json!(provider.url));
     }));
@@ -369,5 +462,8 @@ async fn several_issuers_each_with_their_own_keys() {
     // An issuer nobody trusts is refused before any key is looked at.
     let res = send(&layer, &idp.token("https://elsewhere.example")).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(res.json()["error_description"], "the token's issuer is not accepted");
+    assert_eq!(
+        res.json()["error_description"],
+        "the token's issuer is not accepted"
+    );
 }

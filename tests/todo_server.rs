@@ -28,10 +28,18 @@ use tower_jwt_auth::TokenIssuer;
 const SECRET: &str = "todo-server-test-secret-of-32-bytes!!";
 
 fn config(lockout: Duration) -> app::Config {
-    let mut config =
-        app::Config::from_lookup(|name| (name == "JWT_SECRET").then(|| SECRET.to_owned())).unwrap();
+    let mut config = config_with(&[("JWT_SECRET", SECRET)]);
     config.lockout = lockout;
     config
+}
+
+fn config_with(vars: &[(&str, &str)]) -> app::Config {
+    app::Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap()
 }
 
 /// A running server; dropped with the test's runtime.
@@ -568,4 +576,98 @@ async fn no_token_or_password_in_logs_at_any_level() {
     }
     // Not even the signature part of the token.
     assert!(!logs.contains(token.rsplit('.').next().unwrap()));
+}
+
+// ---- Keys for real deployments ----
+
+#[tokio::test]
+async fn signing_key_tokens_are_published_and_trusted_by_another_server() {
+    let pem = format!("{}/tests/fixtures/ed25519.pem", env!("CARGO_MANIFEST_DIR"));
+    let a = start(config_with(&[
+        ("JWT_SIGNING_KEY", pem.as_str()),
+        ("JWT_ISSUER", "auth-a"),
+    ]))
+    .await;
+
+    // A publishes its public key as a JWKS; there is no secret in it.
+    let jwks = a.get("/.well-known/jwks.json", None).await;
+    assert_eq!(jwks.status, StatusCode::OK);
+    let key = &jwks.json()["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["alg"].as_str()),
+        (Some("OKP"), Some("EdDSA"))
+    );
+    assert!(
+        key.get("d").is_none(),
+        "the private part is never published"
+    );
+
+    let token = a.token("alice", "wonderland").await;
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, Algorithm::EdDSA);
+    assert_eq!(header.kid.as_deref(), key["kid"].as_str());
+    assert_eq!(
+        a.get("/secure-todos", Some(&token)).await.status,
+        StatusCode::OK
+    );
+
+    // B signs its own tokens with HS256 and trusts A through A's JWKS.
+    let jwks_url = format!("http://{}/.well-known/jwks.json", a.addr);
+    let b = start(config_with(&[
+        ("JWT_SECRET", SECRET),
+        ("JWT_ISSUER", "service-b"),
+        ("JWKS_URL", jwks_url.as_str()),
+        ("JWKS_ISSUER", "auth-a"),
+    ]))
+    .await;
+    let res = b.get("/secure-todos", Some(&token)).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    assert_eq!(b.create(&token, "from A").await.status, StatusCode::CREATED);
+    assert_eq!(b.get("/me", Some(&token)).await.json()["iss"], "auth-a");
+    // B's own logins still work, and A does not trust B.
+    let own = b.token("bob", "builder").await;
+    assert_eq!(
+        b.get("/secure-todos", Some(&own)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.get("/secure-todos", Some(&own)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // With an HMAC secret there is nothing to publish.
+    assert_eq!(
+        b.get("/.well-known/jwks.json", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[test]
+fn external_provider_configuration() {
+    let c = config_with(&[("OIDC_ISSUER_URL", "https://idp.example/realms/x")]);
+    assert!(matches!(c.external, Some(app::External::Discovery { .. })));
+    let c = config_with(&[
+        ("JWKS_URL", "http://127.0.0.1:1/jwks"),
+        ("JWKS_ISSUER", "idp"),
+    ]);
+    assert!(matches!(c.external, Some(app::External::Jwks { .. })));
+    let lookup = |vars: &'static [(&'static str, &'static str)]| {
+        app::Config::from_lookup(move |n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    };
+    assert!(
+        lookup(&[("JWKS_URL", "http://x/jwks")])
+            .unwrap_err()
+            .contains("JWKS_ISSUER")
+    );
+    assert!(
+        lookup(&[
+            ("JWKS_URL", "http://x"),
+            ("OIDC_ISSUER_URL", "http://y"),
+            ("JWKS_ISSUER", "i")
+        ])
+        .is_err()
+    );
 }

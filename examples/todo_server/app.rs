@@ -1,6 +1,7 @@
 //! The todo server's configuration, state and routes.
 //!
-//! Public: `POST /login`, `GET /health`, `GET /todos`. Behind `JwtAuthLayer`:
+//! Public: `POST /login`, `GET /health`, `GET /todos`, `GET /.well-known/jwks.json` (when
+//! signing with a private key). Behind `JwtAuthLayer`:
 //! `GET /me`, `GET /secure-todos`, and (behind `RequireScope::all(["todos:write"])` as well)
 //! `POST /secure-todos` and `DELETE /secure-todos/{id}`.
 
@@ -10,6 +11,7 @@ use std::{
     fmt,
     future::Future,
     net::{IpAddr, SocketAddr},
+    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -26,7 +28,10 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
-use tower_jwt_auth::{Claims, RequireScope, StandardClaims, TokenIssuer, password::Passwords};
+use tower_jwt_auth::{
+    Algorithm, Claims, JwtAuthLayer, RequireScope, StandardClaims, TokenIssuer, TrustedIssuer,
+    jwks::JwksSource, password::Passwords,
+};
 
 use crate::throttle::Throttle;
 
@@ -45,11 +50,26 @@ pub struct Config {
     pub ttl: Duration,
     pub max_login_failures: u32,
     pub lockout: Duration,
+    /// A PEM private key (Ed25519, P-256 or RSA) to sign with instead of the HMAC secret;
+    /// its public half is published at `/.well-known/jwks.json`.
+    pub signing_key: Option<PathBuf>,
+    /// An external identity provider whose tokens are trusted too.
+    pub external: Option<External>,
+}
+
+/// An identity provider trusted besides this server's own logins.
+#[derive(Debug, Clone)]
+pub enum External {
+    /// `OIDC_ISSUER_URL`: keys found through OpenID Connect discovery.
+    Discovery { issuer: String },
+    /// `JWKS_URL` and `JWKS_ISSUER`.
+    Jwks { url: String, issuer: String },
 }
 
 impl Config {
     /// Reads `TODO_ADDR`, `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_TTL_SECS`,
-    /// `LOGIN_MAX_FAILURES` and `LOGIN_LOCKOUT_SECS` through `var`.
+    /// `LOGIN_MAX_FAILURES`, `LOGIN_LOCKOUT_SECS`, `JWT_SIGNING_KEY`, `OIDC_ISSUER_URL`,
+    /// `JWKS_URL` and `JWKS_ISSUER` through `var`.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let parse = |name: &str, default: u64| -> Result<u64, String> {
             var(name).map_or(Ok(default), |v| {
@@ -76,6 +96,15 @@ impl Config {
             return Err("JWT_TTL_SECS must be positive".into());
         }
         let max_login_failures = parse("LOGIN_MAX_FAILURES", 10)?.clamp(1, 10) as u32;
+        let external = match (var("OIDC_ISSUER_URL"), var("JWKS_URL"), var("JWKS_ISSUER")) {
+            (Some(_), Some(_), _) => return Err("set OIDC_ISSUER_URL or JWKS_URL, not both".into()),
+            (Some(issuer), None, _) => Some(External::Discovery { issuer }),
+            (None, Some(url), Some(issuer)) => Some(External::Jwks { url, issuer }),
+            (None, Some(_), None) => {
+                return Err("JWKS_URL needs JWKS_ISSUER, the `iss` its tokens carry".into());
+            }
+            (None, None, _) => None,
+        };
         Ok(Self {
             addr,
             secret,
@@ -84,6 +113,8 @@ impl Config {
             ttl: Duration::from_secs(ttl),
             max_login_failures,
             lockout: Duration::from_secs(parse("LOGIN_LOCKOUT_SECS", 60)?.max(1)),
+            signing_key: var("JWT_SIGNING_KEY").map(PathBuf::from),
+            external,
         })
     }
 }
@@ -104,6 +135,8 @@ impl fmt::Debug for Config {
             .field("ttl", &self.ttl)
             .field("max_login_failures", &self.max_login_failures)
             .field("lockout", &self.lockout)
+            .field("signing_key", &self.signing_key)
+            .field("external", &self.external)
             .finish()
     }
 }
@@ -122,6 +155,8 @@ struct Todo {
 
 struct State {
     issuer: TokenIssuer,
+    /// Checks this server's tokens, and the external provider's when one is configured.
+    auth: JwtAuthLayer<StandardClaims>,
     passwords: Passwords,
     users: HashMap<&'static str, User>,
     todos: Mutex<HashMap<String, Vec<Todo>>>,
@@ -139,22 +174,49 @@ pub type App = BoxCloneSyncService<
 
 /// Builds the state (hashing the demo users' passwords) and the routes.
 pub async fn build(config: &Config) -> Result<AppState, String> {
-    let secret = match &config.secret {
-        Some(secret) => secret.clone(),
+    let issuer = match &config.signing_key {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read JWT_SIGNING_KEY {}: {e}", path.display()))?;
+            // The PEM says which family it is; try each in turn.
+            [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256]
+                .into_iter()
+                .find_map(|alg| TokenIssuer::from_pem(alg, &pem).ok())
+                .ok_or_else(|| format!("JWT_SIGNING_KEY {} is not an Ed25519, P-256 or RSA private key", path.display()))?
+        }
         None => {
-            tracing::warn!(
-                "JWT_SECRET is not set: using a random per-process secret; tokens die with the process"
-            );
-            let mut secret = vec![0; 32];
-            getrandom::fill(&mut secret).map_err(|e| format!("no randomness for a secret: {e}"))?;
-            secret
+            let secret = match &config.secret {
+                Some(secret) => secret.clone(),
+                None => {
+                    tracing::warn!("JWT_SECRET is not set: using a random per-process secret; tokens die with the process");
+                    let mut secret = vec![0; 32];
+                    getrandom::fill(&mut secret).map_err(|e| format!("no randomness for a secret: {e}"))?;
+                    secret
+                }
+            };
+            TokenIssuer::hs256(&secret).map_err(|e| e.to_string())?
+        }
+    }
+    .issuer(config.issuer.clone())
+    .audience(config.audience.clone())
+    .ttl(config.ttl);
+    let auth = match &config.external {
+        None => issuer.layer(),
+        Some(external) => {
+            let (jwks, external_issuer) = match external {
+                External::Discovery { issuer } => (JwksSource::discover(issuer), issuer.clone()),
+                External::Jwks { url, issuer } => (JwksSource::builder(url), issuer.clone()),
+            };
+            let jwks = jwks.build().map_err(|e| e.to_string())?;
+            tracing::info!(issuer = %external_issuer, "also trusting an external identity provider");
+            JwtAuthLayer::trusting([
+                TrustedIssuer::new(config.issuer.clone(), issuer.verification_key().clone())
+                    .audience(config.audience.clone()),
+                TrustedIssuer::new(external_issuer, jwks).audience(config.audience.clone()),
+            ])
+            .map_err(|e| e.to_string())?
+            .require_claim("sub")
         }
     };
-    let issuer = TokenIssuer::hs256(&secret)
-        .map_err(|e| e.to_string())?
-        .issuer(config.issuer.clone())
-        .audience(config.audience.clone())
-        .ttl(config.ttl);
     let passwords = Passwords::new();
     let mut users = HashMap::new();
     for (name, password, scope) in [
@@ -172,6 +234,7 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
         .map_err(|e| e.to_string())?;
     Ok(AppState(Arc::new(State {
         issuer,
+        auth,
         passwords,
         users,
         todos: Mutex::new(HashMap::new()),
@@ -197,7 +260,7 @@ impl AppState {
             }));
         // Everything under /secure-todos and /me needs a valid token from our issuer.
         let protected = ServiceBuilder::new()
-            .layer(state.issuer.layer::<StandardClaims>())
+            .layer(state.auth.clone())
             .service(service_fn({
                 let state = state.clone();
                 move |req: Request<_>| {
@@ -223,6 +286,14 @@ impl AppState {
                         json_response(StatusCode::OK, &json!({"status": "ok"}))
                     }
                     (&Method::GET, "/todos") => json_response(StatusCode::OK, &public_todos()),
+                    (&Method::GET, "/.well-known/jwks.json") => match state.issuer.public_jwk() {
+                        // Other services validate this server's tokens with these keys.
+                        Some(jwk) => json_response(StatusCode::OK, &json!({ "keys": [jwk] })),
+                        None => error(
+                            StatusCode::NOT_FOUND,
+                            "tokens are signed with a shared secret",
+                        ),
+                    },
                     (_, "/login" | "/health" | "/todos") => {
                         error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                     }

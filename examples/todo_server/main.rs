@@ -11,6 +11,11 @@
 //! (`127.0.0.1:3000`), `JWT_SECRET` (at least 32 bytes; random per process when unset),
 //! `JWT_ISSUER` (`todo-server`), `JWT_AUDIENCE` (`todo-api`), `JWT_TTL_SECS` (`1800`),
 //! `LOGIN_MAX_FAILURES` (`10`), `LOGIN_LOCKOUT_SECS` (`60`), and `RUST_LOG` for the log level.
+//!
+//! Beyond one server: `JWT_SIGNING_KEY` (a PEM private key: Ed25519, P-256 or RSA) signs login
+//! tokens with that key and publishes the public key at `GET /.well-known/jwks.json`, so other
+//! services can validate them with this crate; `OIDC_ISSUER_URL` (discovery) or `JWKS_URL` +
+//! `JWKS_ISSUER` trusts an external identity provider's tokens too (audience `JWT_AUDIENCE`).
 
 mod app;
 mod throttle;

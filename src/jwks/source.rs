@@ -74,7 +74,7 @@ struct RefreshState {
 
 impl JwksSource {
     /// Fetches keys from the JWKS at `jwks_uri`.
-    pub fn new(jwks_uri: &str) -> JwksBuilder {
+    pub fn builder(jwks_uri: &str) -> JwksBuilder {
         let location = jwks_uri
             .parse()
             .map(Location::Jwks)
