@@ -1,4 +1,4 @@
-//! Issuing tokens that a [`JwtAuthLayer`](crate::JwtAuthLayer) built from the same issuer
+//! Issuing tokens that a [`JwtAuthLayer`] built from the same issuer
 //! accepts.
 //!
 //! A [`TokenIssuer`] holds the signing key, its algorithm, the issuer, audience and lifetime.
