@@ -13,7 +13,7 @@ use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode, get_current_timestamp,
 };
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_jwt_auth::{JwtAuthLayer, StandardClaims};
+use tower_jwt_auth::{JwtAuthLayer, StandardClaims, VerificationKey};
 
 const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";
 
@@ -95,5 +95,63 @@ fn bench_hs256(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_hs256);
+/// EdDSA with a `kid` picked from a two-key set: the header is read before `decode`, as for
+/// any identity provider's tokens.
+fn bench_eddsa_kid(c: &mut Criterion) {
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let signer = EncodingKey::from_ed_pem(&fixture("ed25519.pem")).unwrap();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("ed-1".into());
+    let claims = serde_json::json!({
+        "sub": "alice", "iss": "todo-server", "aud": "todo-api",
+        "exp": get_current_timestamp() + 3600, "scope": "todos:read",
+    });
+    let token = encode(&header, &claims, &signer).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("validate/eddsa_kid");
+
+    let key = DecodingKey::from_ed_pem(&fixture("ed25519.pub.pem")).unwrap();
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&["todo-server"]);
+    validation.set_audience(&["todo-api"]);
+    group.bench_function("jsonwebtoken", |b| {
+        b.iter(|| decode::<StandardClaims>(black_box(&token), &key, &validation).unwrap())
+    });
+
+    let keys = tower_jwt_auth::KeySet::new([
+        VerificationKey::from_pem(Algorithm::EdDSA, &fixture("ed25519.pub.pem"))
+            .unwrap()
+            .with_kid("ed-1"),
+        VerificationKey::from_pem(Algorithm::RS256, &fixture("rsa.pub.pem"))
+            .unwrap()
+            .with_kid("rsa-1"),
+    ])
+    .unwrap();
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys)
+        .issuer("todo-server")
+        .audience("todo-api");
+    let svc = layer.layer(noop());
+    group.bench_function("layer", |b| {
+        b.iter_batched(
+            || request(&token),
+            |req| {
+                let res = rt.block_on(svc.clone().oneshot(req)).unwrap();
+                assert!(res.status().is_success());
+                res
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_hs256, bench_eddsa_kid);
 criterion_main!(benches);

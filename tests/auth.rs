@@ -593,6 +593,21 @@ fn weak_secret_is_a_build_time_error() {
 }
 
 #[test]
+fn accepted_algorithms_follow_the_keys() {
+    assert_eq!(layer().accepted_algorithms(), [Algorithm::HS256]);
+    let rsa = VerificationKey::from_pem(Algorithm::PS256, &fixture("rsa.pub.pem")).unwrap();
+    let hmac = VerificationKey::hmac(Algorithm::HS512, &[1; 64]).unwrap();
+    let layer =
+        JwtAuthLayer::<StandardClaims>::with_keys([rsa.with_kid("a"), hmac.with_kid("b")]).unwrap();
+    assert_eq!(
+        layer.accepted_algorithms(),
+        [Algorithm::HS512, Algorithm::PS256]
+    );
+    let narrowed = layer.algorithms(&[Algorithm::PS256]);
+    assert_eq!(narrowed.accepted_algorithms(), [Algorithm::PS256]);
+}
+
+#[test]
 fn layer_debug_never_prints_the_secret() {
     let debug = format!("{:?}", layer());
     assert!(!debug.contains("test-secret"), "{debug}");

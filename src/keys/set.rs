@@ -38,7 +38,6 @@ impl KeySnapshot {
         self.keys.len()
     }
 
-    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn keys(&self) -> &[VerificationKey] {
         &self.keys
     }

@@ -291,17 +291,24 @@ impl Validator {
         })
     }
 
-    /// The algorithms accepted, over every policy (for `Debug` and introspection).
+    /// The algorithms accepted, over every policy (for introspection).
     pub(crate) fn algorithms(&self) -> Vec<Algorithm> {
-        let mut algs: Vec<Algorithm> = match &self.trust {
-            Trust::One(p) => p.validations.iter().map(|(a, _)| *a).collect(),
-            Trust::Many(map) => map
-                .values()
-                .flat_map(|p| p.validations.iter().map(|(a, _)| *a))
-                .collect(),
+        let policies: Vec<&Policy> = match &self.trust {
+            Trust::One(p) => vec![p],
+            Trust::Many(map) => map.values().collect(),
         };
-        algs.dedup();
-        algs
+        // A static key set accepts its keys' algorithms; a remote one whatever it allows.
+        let accepts = |p: &Policy, alg: Algorithm| {
+            p.validation(alg).is_some()
+                && (p.keys.is_remote()
+                    || p.keys
+                        .load()
+                        .is_ok_and(|s| s.keys().iter().any(|k| k.algorithm == alg)))
+        };
+        ALL_ALGORITHMS
+            .into_iter()
+            .filter(|&alg| policies.iter().any(|p| accepts(p, alg)))
+            .collect()
     }
 }
 
