@@ -73,6 +73,7 @@ pub mod body;
 mod claims;
 mod crypto;
 mod error;
+pub mod future;
 pub mod issuer;
 #[cfg(feature = "jwks")]
 pub mod jwks;

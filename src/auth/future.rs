@@ -15,11 +15,13 @@ use serde::de::DeserializeOwned;
 use tower_service::Service;
 
 use super::layer::{Authn, Config};
-use crate::{AuthError, Claims, body::ResponseBody, keys::RefreshWait};
+use crate::{
+    AuthError, Claims, body::ResponseBody, future::ResponseFuture as Decided, keys::RefreshWait,
+};
 
 pin_project! {
-    /// Response future of [`JwtAuth`](super::JwtAuth): polls the inner service's future,
-    /// yields a ready rejection, or (rarely) first waits for a key refresh.
+    /// Response future of [`JwtAuth`](super::JwtAuth): the inner service's future or a ready
+    /// rejection, or (rarely) a wait for a key refresh first.
     pub struct ResponseFuture<F, S, ReqBody, C> {
         #[pin]
         kind: Kind<F, S, ReqBody, C>,
@@ -29,8 +31,7 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, S, ReqBody, C> {
-        Inner { #[pin] future: F },
-        Rejected { response: Option<Response<Bytes>> },
+        Decided { #[pin] future: Decided<F> },
         /// Only when a remote key set is refreshed for this token: the one boxed future on
         /// the request path, and it is on the slow one.
         WaitingForKeys {
@@ -52,14 +53,16 @@ pub(crate) struct Parked<S, ReqBody, C> {
 impl<F, S, ReqBody, C> ResponseFuture<F, S, ReqBody, C> {
     pub(crate) fn inner(future: F) -> Self {
         Self {
-            kind: Kind::Inner { future },
+            kind: Kind::Decided {
+                future: Decided::inner(future),
+            },
         }
     }
 
     pub(crate) fn rejected(response: Response<Bytes>) -> Self {
         Self {
-            kind: Kind::Rejected {
-                response: Some(response),
+            kind: Kind::Decided {
+                future: Decided::rejected(response),
             },
         }
     }
@@ -83,16 +86,8 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let next = match self.as_mut().project().kind.project() {
-                KindProj::Inner { future } => {
-                    return Poll::Ready(Ok(ready!(future.poll(cx))?.map(ResponseBody::new)));
-                }
-                KindProj::Rejected { response } => {
-                    let response = response
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
-                }
+            let decided = match self.as_mut().project().kind.project() {
+                KindProj::Decided { future } => return future.poll(cx),
                 KindProj::WaitingForKeys { wait, parked } => {
                     ready!(wait.as_mut().poll(cx));
                     let Parked {
@@ -108,23 +103,20 @@ where
                         Authn::Granted(validated) => {
                             req.extensions_mut().insert(Claims(validated.claims));
                             req.extensions_mut().insert(validated.scopes);
-                            Kind::Inner {
-                                future: inner.call(req),
-                            }
+                            Decided::inner(inner.call(req))
                         }
-                        Authn::Anonymous => Kind::Inner {
-                            future: inner.call(req),
-                        },
-                        Authn::Rejected(error) => Kind::Rejected {
-                            response: Some(config.rejecter.reject(&error)),
-                        },
-                        Authn::Pending(_) => Kind::Rejected {
-                            response: Some(config.rejecter.reject(&AuthError::KeysUnavailable)),
-                        },
+                        Authn::Anonymous => Decided::inner(inner.call(req)),
+                        Authn::Rejected(error) => Decided::rejected(config.rejecter.reject(&error)),
+                        Authn::Pending(_) => {
+                            Decided::rejected(config.rejecter.reject(&AuthError::KeysUnavailable))
+                        }
                     }
                 }
             };
-            self.as_mut().project().kind.set(next);
+            self.as_mut()
+                .project()
+                .kind
+                .set(Kind::Decided { future: decided });
         }
     }
 }

@@ -48,7 +48,6 @@
 //! # }
 //! ```
 
-pub mod future;
 mod layer;
 mod requirement;
 mod service;

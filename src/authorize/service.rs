@@ -8,8 +8,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::Requirement;
-use super::future::ResponseFuture;
-use crate::{body::ResponseBody, rejection::Rejecter};
+use crate::{body::ResponseBody, future::ResponseFuture, rejection::Rejecter};
 
 /// Middleware that checks a [`Requirement`]; built by
 /// [`AuthorizeLayer`](super::AuthorizeLayer).
