@@ -49,13 +49,25 @@ pub struct StandardClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
     /// Expiration time, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "numeric_date"
+    )]
     pub exp: Option<u64>,
     /// Not before, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "numeric_date"
+    )]
     pub nbf: Option<u64>,
     /// Issued at, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "numeric_date"
+    )]
     pub iat: Option<u64>,
     /// JWT ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +97,28 @@ impl StandardClaims {
             None => false,
         }
     }
+}
+
+/// A NumericDate (RFC 7519 section 2) may be written with a fraction; whole seconds are kept.
+fn numeric_date<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(u64),
+        Float(f64),
+    }
+    Ok(match Option::<Number>::deserialize(deserializer)? {
+        Some(Number::Int(n)) => Some(n),
+        Some(Number::Float(f)) if f.is_finite() && f >= 0.0 => Some(f as u64),
+        Some(Number::Float(_)) => {
+            return Err(serde::de::Error::custom(
+                "a NumericDate must be a non-negative number",
+            ));
+        }
+        None => None,
+    })
 }
 
 /// The `aud` claim: a single string or a list of strings (RFC 7519 section 4.1.3).
@@ -152,6 +186,18 @@ mod tests {
         assert!(!c.has_audience("c"));
         assert_eq!(c.scopes().collect::<Vec<_>>(), ["x", "y"]);
         assert_eq!(c.extra["tenant"], "acme");
+    }
+
+    #[test]
+    fn numeric_dates_may_have_fractions() {
+        let c: StandardClaims =
+            serde_json::from_str(r#"{"exp":1700000000.75,"iat":1699999999}"#).unwrap();
+        assert_eq!(
+            (c.exp, c.iat, c.nbf),
+            (Some(1700000000), Some(1699999999), None)
+        );
+        assert!(serde_json::from_str::<StandardClaims>(r#"{"exp":-1.5}"#).is_err());
+        assert!(serde_json::from_str::<StandardClaims>(r#"{"exp":"soon"}"#).is_err());
     }
 
     #[test]
