@@ -28,3 +28,17 @@ fn preferred() -> &'static CryptoProvider {
 fn preferred() -> &'static CryptoProvider {
     &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_is_always_selected() {
+        ensure_provider();
+        // With both backends compiled (`--all-features`) the features alone decide nothing;
+        // the explicit installation must have picked ours.
+        let installed = CryptoProvider::try_get_default().expect("a provider is installed");
+        assert!(std::ptr::eq(installed, preferred()));
+    }
+}

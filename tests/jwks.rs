@@ -467,3 +467,35 @@ async fn several_issuers_each_with_their_own_keys() {
         "the token's issuer is not accepted"
     );
 }
+
+#[tokio::test]
+async fn a_custom_client_replaces_the_built_in_one() {
+    // Any tower service works as the client: here one that answers from memory, as a
+    // proxy-aware or custom-CA client would answer from the network.
+    let k1 = signer("ed25519.pem", "k1");
+    let body = Bytes::from(json!({ "keys": [k1.jwk] }).to_string());
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let client = tower::service_fn(move |req: Request<http_body_util::Empty<Bytes>>| {
+        log.lock().unwrap().push(req.uri().to_string());
+        let body = body.clone();
+        async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+    });
+    let jwks = JwksSource::builder("https://idp.invalid/keys")
+        .client(client)
+        .build()
+        .unwrap();
+    assert!(jwks.ready().await);
+    assert_eq!(*seen.lock().unwrap(), ["https://idp.invalid/keys"]);
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks);
+    assert_eq!(status(&layer, &k1.token(ISSUER)).await, StatusCode::OK);
+}
+
+#[test]
+fn building_outside_a_runtime_is_an_error_not_a_panic() {
+    let err = JwksSource::builder("http://127.0.0.1:1/jwks.json")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    assert!(JwksSource::builder("not a url").build().is_err());
+}
