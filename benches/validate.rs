@@ -47,6 +47,27 @@ fn noop()
     })
 }
 
+/// `layer`: a request through `layer` into a no-op service, asserting it was admitted.
+fn bench_layer(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    layer: &JwtAuthLayer<StandardClaims>,
+    token: &str,
+) {
+    let svc = layer.layer(noop());
+    group.bench_function("layer", |b| {
+        b.iter_batched(
+            || request(token),
+            |req| {
+                let res = rt.block_on(svc.clone().oneshot(req)).unwrap();
+                assert!(res.status().is_success());
+                res
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
 fn bench_hs256(c: &mut Criterion) {
     let token = token();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -70,18 +91,7 @@ fn bench_hs256(c: &mut Criterion) {
         .unwrap()
         .issuer("todo-server")
         .audience("todo-api");
-    let svc = layer.layer(noop());
-    group.bench_function("layer", |b| {
-        b.iter_batched(
-            || request(&token),
-            |req| {
-                let res = rt.block_on(svc.clone().oneshot(req)).unwrap();
-                assert!(res.status().is_success());
-                res
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
+    bench_layer(&mut group, &rt, &layer, &token);
 
     // The floor: the same request through the no-op service without authentication.
     let bare = noop();
@@ -138,18 +148,7 @@ fn bench_eddsa_kid(c: &mut Criterion) {
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys)
         .issuer("todo-server")
         .audience("todo-api");
-    let svc = layer.layer(noop());
-    group.bench_function("layer", |b| {
-        b.iter_batched(
-            || request(&token),
-            |req| {
-                let res = rt.block_on(svc.clone().oneshot(req)).unwrap();
-                assert!(res.status().is_success());
-                res
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
+    bench_layer(&mut group, &rt, &layer, &token);
     group.finish();
 }
 

@@ -17,6 +17,10 @@ use crate::{Claims, body::ResponseBody};
 
 /// Middleware that authenticates requests with bearer JWTs; built by
 /// [`JwtAuthLayer`](crate::JwtAuthLayer).
+///
+/// The inner service must be `Clone`: a request whose key has to be fetched first (a new
+/// `kid` from a JWKS) takes the inner service that was polled ready along while it waits, and
+/// a clone stays behind for the next request.
 pub struct JwtAuth<S, C> {
     inner: S,
     config: Arc<Config>,
