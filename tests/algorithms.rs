@@ -7,7 +7,6 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use common::*;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
-use tower::{Layer, ServiceExt};
 use tower_jwt_auth::{JwtAuthLayer, StandardClaims, VerificationKey};
 
 /// One algorithm's material: the signing key, a second key of the same kind, and the
@@ -73,13 +72,8 @@ fn cases() -> Vec<Case> {
 }
 
 async fn status(layer: &JwtAuthLayer<StandardClaims>, token: &str) -> (StatusCode, usize) {
-    let rec = Recorder::default();
-    let res = layer
-        .layer(rec.service())
-        .oneshot(get(Some(token)))
-        .await
-        .unwrap();
-    (res.status(), rec.calls())
+    let (res, calls) = through(layer, token).await;
+    (res.status, calls)
 }
 
 fn corrupt_signature(token: &str) -> String {
@@ -210,15 +204,7 @@ async fn key_set_picks_by_kid_and_rejects_unknown_kid() {
             .0,
         StatusCode::UNAUTHORIZED
     );
-    let rec = Recorder::default();
-    let res = read(
-        layer
-            .layer(rec.service())
-            .oneshot(get(Some(&with_kid(Algorithm::EdDSA, "nope", &ed))))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (res, _) = through(&layer, &with_kid(Algorithm::EdDSA, "nope", &ed)).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         res.json()["error_description"],

@@ -17,7 +17,6 @@ use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower::{Layer, ServiceExt};
 use tower_jwt_auth::{
     JwtAuthLayer, StandardClaims, TrustedIssuer, VerificationKey, jwks::JwksSource,
 };
@@ -154,13 +153,7 @@ fn source(url: &str) -> tower_jwt_auth::jwks::JwksBuilder {
 }
 
 async fn send(layer: &JwtAuthLayer<StandardClaims>, token: &str) -> Reply {
-    let rec = Recorder::default();
-    let res = layer
-        .layer(rec.service())
-        .oneshot(get(Some(token)))
-        .await
-        .unwrap();
-    read(res).await
+    through(layer, token).await.0
 }
 
 async fn status(layer: &JwtAuthLayer<StandardClaims>, token: &str) -> StatusCode {

@@ -160,3 +160,19 @@ where
         body: body.collect().await.unwrap().to_bytes(),
     }
 }
+
+/// Sends `token` through `layer` into a fresh [`Recorder`]: what the client saw, and how many
+/// requests reached the inner service.
+pub async fn through(
+    layer: &tower_jwt_auth::JwtAuthLayer<StandardClaims>,
+    token: &str,
+) -> (Reply, usize) {
+    use tower::{Layer, ServiceExt};
+    let rec = Recorder::default();
+    let res = layer
+        .layer(rec.service())
+        .oneshot(get(Some(token)))
+        .await
+        .unwrap();
+    (read(res).await, rec.calls())
+}
