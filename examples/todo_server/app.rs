@@ -496,12 +496,14 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let claims = req
+    // Only the subject is needed past the body read; the claims stay in the request.
+    let sub = req
         .extensions()
         .get::<Claims<StandardClaims>>()
         .expect("behind JwtAuthLayer")
-        .clone();
-    let sub = claims.sub.clone().unwrap_or_default();
+        .sub
+        .clone()
+        .unwrap_or_default();
     let path = req.uri().path().to_owned();
     Ok(match (req.method().clone(), path.as_str()) {
         (Method::POST, "/secure-todos") => {

@@ -15,9 +15,7 @@ use serde::de::DeserializeOwned;
 use tower_service::Service;
 
 use super::layer::{Authn, Config};
-use crate::{
-    AuthError, Claims, body::ResponseBody, future::ResponseFuture as Decided, keys::RefreshWait,
-};
+use crate::{AuthError, body::ResponseBody, future::ResponseFuture as Decided, keys::RefreshWait};
 
 pin_project! {
     /// Response future of [`JwtAuth`](super::JwtAuth): the inner service's future or a ready
@@ -101,8 +99,7 @@ where
                     // Check again with whatever keys arrived; no second refresh.
                     match config.authenticate::<C>(req.headers(), req.uri(), false) {
                         Authn::Granted(validated) => {
-                            req.extensions_mut().insert(Claims(validated.claims));
-                            req.extensions_mut().insert(validated.scopes);
+                            validated.insert_into(req.extensions_mut());
                             Decided::inner(inner.call(req))
                         }
                         Authn::Anonymous => Decided::inner(inner.call(req)),

@@ -13,7 +13,7 @@ use super::{
     future::{Parked, ResponseFuture},
     layer::{Authn, Config},
 };
-use crate::{Claims, body::ResponseBody};
+use crate::body::ResponseBody;
 
 /// Middleware that authenticates requests with bearer JWTs; built by
 /// [`JwtAuthLayer`](crate::JwtAuthLayer).
@@ -71,9 +71,7 @@ where
             .authenticate::<C>(req.headers(), req.uri(), true)
         {
             Authn::Granted(validated) => {
-                let extensions = req.extensions_mut();
-                extensions.insert(Claims(validated.claims));
-                extensions.insert(validated.scopes);
+                validated.insert_into(req.extensions_mut());
             }
             Authn::Anonymous => {}
             Authn::Rejected(error) => {

@@ -40,6 +40,14 @@ pub(crate) struct Validated<C> {
     pub(crate) scopes: Scopes,
 }
 
+impl<C: Clone + Send + Sync + 'static> Validated<C> {
+    /// Hands the claims to the inner service: [`Claims<C>`](crate::Claims) and [`Scopes`].
+    pub(crate) fn insert_into(self, extensions: &mut http::Extensions) {
+        extensions.insert(crate::Claims(self.claims));
+        extensions.insert(self.scopes);
+    }
+}
+
 /// The result of checking a token: final, or waiting for a key refresh first.
 pub(crate) enum Check<C> {
     Done(Result<Validated<C>, AuthError>),
