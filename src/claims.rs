@@ -15,14 +15,31 @@ use serde::{Deserialize, Serialize};
 /// The validated claims of the request's token, as inserted by [`JwtAuth`](crate::JwtAuth).
 ///
 /// Read it from the request extensions (`req.extensions().get::<Claims<C>>()`) or, with the
-/// `axum` feature, take it as a handler argument.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Claims<C>(pub C);
+/// `axum` feature, take it as a handler argument. It dereferences to `C`. The claims are
+/// decoded once per token and shared: cloning `Claims` (and a hit in the layer's token
+/// cache) copies a pointer, not the claims. In an axum handler, `Claims(claims): Claims<C>`
+/// binds the shared `Arc<C>`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Claims<C>(pub Arc<C>);
 
 impl<C> Claims<C> {
-    /// Unwraps the claims.
-    pub fn into_inner(self) -> C {
-        self.0
+    /// Wraps claims, for tests and for middleware of your own that authenticates otherwise.
+    pub fn new(claims: C) -> Self {
+        Self(Arc::new(claims))
+    }
+
+    /// The claims, copied only when another `Claims` still shares them.
+    pub fn into_inner(self) -> C
+    where
+        C: Clone,
+    {
+        Arc::unwrap_or_clone(self.0)
+    }
+}
+
+impl<C> Clone for Claims<C> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
     }
 }
 
@@ -31,6 +48,12 @@ impl<C> Deref for Claims<C> {
 
     fn deref(&self) -> &C {
         &self.0
+    }
+}
+
+impl<C> From<C> for Claims<C> {
+    fn from(claims: C) -> Self {
+        Self::new(claims)
     }
 }
 

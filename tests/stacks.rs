@@ -133,12 +133,12 @@ async fn requirement_without_authentication_is_401() {
 }
 
 async fn whoami(Claims(claims): Claims<StandardClaims>) -> String {
-    claims.sub.unwrap_or_default()
+    claims.sub.clone().unwrap_or_default()
 }
 
 async fn maybe(claims: Option<Claims<StandardClaims>>) -> String {
     claims
-        .and_then(|c| c.0.sub)
+        .and_then(|c| c.sub.clone())
         .unwrap_or_else(|| "anonymous".into())
 }
 

@@ -469,7 +469,7 @@ fn read_routes<B>(state: &State, req: Request<B>) -> Response<Body> {
     // `sub` is required by the layer (`TokenIssuer::layer`), so it is always there.
     let sub = claims.sub.as_deref().unwrap_or_default();
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/me") => json_response(StatusCode::OK, &claims.0),
+        (&Method::GET, "/me") => json_response(StatusCode::OK, &**claims),
         (&Method::GET, "/secure-todos") => {
             let todos = state
                 .todos

@@ -14,12 +14,12 @@ use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use super::layer::{Authn, Config};
-use crate::{AuthError, body::ResponseBody, future::ResponseFuture as Decided, keys::RefreshWait};
+use super::config::Config;
+use crate::{AuthError, Claims, body::ResponseBody, keys::RefreshWait, validate::Verdict};
 
 pin_project! {
-    /// Response future of [`JwtAuth`](super::JwtAuth): the inner service's future or a ready
-    /// rejection, or (rarely) a wait for a key refresh first.
+    /// Response future of [`JwtAuth`](super::JwtAuth): the inner service's future or a
+    /// ready rejection, or (rarely) a wait for a key refresh first.
     pub struct ResponseFuture<F, S, ReqBody, C> {
         #[pin]
         kind: Kind<F, S, ReqBody, C>,
@@ -29,43 +29,51 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, S, ReqBody, C> {
-        Decided { #[pin] future: Decided<F> },
+        Inner { #[pin] future: F },
+        Rejected { response: Option<Response<Bytes>> },
         /// Only when a remote key set is refreshed for this token: the one boxed future on
         /// the request path, and it is on the slow one.
-        WaitingForKeys {
-            wait: RefreshWait,
-            parked: Option<Parked<S, ReqBody, C>>,
-        },
+        WaitingForKeys { wait: RefreshWait, parked: Option<Parked<S, ReqBody, C>> },
     }
 }
 
-/// What a request waiting for keys needs afterwards: the inner service that was polled
-/// ready, the request, and the configuration.
-pub(crate) struct Parked<S, ReqBody, C> {
-    pub(crate) inner: S,
-    pub(crate) req: Request<ReqBody>,
-    pub(crate) config: Arc<Config>,
-    pub(crate) _claims: std::marker::PhantomData<fn() -> C>,
+/// What a request waiting for keys needs afterwards: its token, the inner service that was
+/// polled ready, the request, and the configuration.
+struct Parked<S, ReqBody, C> {
+    token: String,
+    inner: S,
+    req: Request<ReqBody>,
+    config: Arc<Config<C>>,
 }
 
 impl<F, S, ReqBody, C> ResponseFuture<F, S, ReqBody, C> {
     pub(crate) fn inner(future: F) -> Self {
         Self {
-            kind: Kind::Decided {
-                future: Decided::inner(future),
-            },
+            kind: Kind::Inner { future },
         }
     }
 
-    pub(crate) fn rejected(response: Response<Bytes>) -> Self {
+    fn rejected(response: Response<Bytes>) -> Self {
         Self {
-            kind: Kind::Decided {
-                future: Decided::rejected(response),
+            kind: Kind::Rejected {
+                response: Some(response),
             },
         }
     }
 
-    pub(crate) fn waiting(wait: RefreshWait, parked: Parked<S, ReqBody, C>) -> Self {
+    pub(crate) fn wait_for_keys(
+        wait: RefreshWait,
+        token: String,
+        inner: S,
+        req: Request<ReqBody>,
+        config: Arc<Config<C>>,
+    ) -> Self {
+        let parked = Parked {
+            token,
+            inner,
+            req,
+            config,
+        };
         Self {
             kind: Kind::WaitingForKeys {
                 wait,
@@ -75,45 +83,69 @@ impl<F, S, ReqBody, C> ResponseFuture<F, S, ReqBody, C> {
     }
 }
 
+impl<S, ReqBody, C> ResponseFuture<S::Future, S, ReqBody, C>
+where
+    S: Service<Request<ReqBody>>,
+    C: Send + Sync + 'static,
+{
+    /// Acts on a verdict: the claims go into the request's extensions and the request to
+    /// `inner`, or the rejection is answered. A verdict still waiting for keys after one
+    /// refresh is final: the keys are unavailable.
+    pub(crate) fn decided(
+        verdict: Verdict<C>,
+        inner: &mut S,
+        mut req: Request<ReqBody>,
+        config: &Config<C>,
+    ) -> Self {
+        let error = match verdict {
+            Verdict::Valid(validated) => {
+                let extensions = req.extensions_mut();
+                extensions.insert(Claims(validated.claims));
+                extensions.insert(validated.scopes);
+                return Self::inner(inner.call(req));
+            }
+            Verdict::Invalid(error) => error,
+            Verdict::WaitForKeys(_) => AuthError::KeysUnavailable,
+        };
+        Self::rejected(config.rejecter.reject(&error))
+    }
+}
+
 impl<S, ReqBody, ResBody, C> Future for ResponseFuture<S::Future, S, ReqBody, C>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let decided = match self.as_mut().project().kind.project() {
-                KindProj::Decided { future } => return future.poll(cx),
+            let next = match self.as_mut().project().kind.project() {
+                KindProj::Inner { future } => {
+                    return Poll::Ready(Ok(ready!(future.poll(cx))?.map(ResponseBody::new)));
+                }
+                KindProj::Rejected { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
                 KindProj::WaitingForKeys { wait, parked } => {
                     ready!(wait.as_mut().poll(cx));
                     let Parked {
+                        token,
                         mut inner,
-                        mut req,
+                        req,
                         config,
-                        ..
                     } = parked
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    // Check again with whatever keys arrived; no second refresh.
-                    match config.authenticate::<C>(req.headers(), req.uri(), false) {
-                        Authn::Granted(validated) => {
-                            validated.insert_into(req.extensions_mut());
-                            Decided::inner(inner.call(req))
-                        }
-                        Authn::Anonymous => Decided::inner(inner.call(req)),
-                        Authn::Rejected(error) => Decided::rejected(config.rejecter.reject(&error)),
-                        Authn::Pending(_) => {
-                            Decided::rejected(config.rejecter.reject(&AuthError::KeysUnavailable))
-                        }
-                    }
+                    // Checked again with whatever keys arrived.
+                    let verdict = config.validator.check(&token);
+                    Self::decided(verdict, &mut inner, req, &config)
                 }
             };
-            self.as_mut()
-                .project()
-                .kind
-                .set(Kind::Decided { future: decided });
+            self.set(next);
         }
     }
 }

@@ -1,17 +1,13 @@
-use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use http::{HeaderMap, HeaderName, Uri};
 use jsonwebtoken::Algorithm;
 use tower_layer::Layer;
 
-use super::JwtAuth;
+use super::{JwtAuth, config::Config};
 use crate::{
-    AuthError, ConfigError, KeySet, KeySource, OnRejection, StandardClaims, TrustedIssuer,
-    VerificationKey,
-    keys::RefreshWait,
-    rejection::Rejecter,
-    token::TokenSource,
-    validate::{Check, Validated, Validator},
+    ConfigError, KeySet, KeySource, OnRejection, StandardClaims, TrustedIssuer, VerificationKey,
+    rejection::Rejecter, token::TokenSource, validate::Validator,
 };
 
 /// A [`Layer`] that authenticates requests with bearer JWTs; see the [module docs](crate::auth).
@@ -20,52 +16,7 @@ use crate::{
 /// [`Claims<C>`](crate::Claims). The layer is an `Arc` of configuration that was checked and
 /// precomputed when it was built: cloning it, and applying it to many services, is cheap.
 pub struct JwtAuthLayer<C = StandardClaims> {
-    config: Arc<Config>,
-    _claims: PhantomData<fn() -> C>,
-}
-
-/// Everything the service needs per request, shared by all clones.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    validator: Validator,
-    source: TokenSource,
-    optional: bool,
-    pub(crate) rejecter: Rejecter,
-}
-
-/// What authenticating one request came to.
-pub(crate) enum Authn<C> {
-    Granted(Validated<C>),
-    /// No token, and the layer is optional.
-    Anonymous,
-    Rejected(AuthError),
-    /// The key may arrive with a refresh of a remote key set: wait, then check again.
-    Pending(RefreshWait),
-}
-
-impl Config {
-    /// Finds and validates the token; `may_refresh` allows waiting for a key refresh.
-    pub(crate) fn authenticate<C: serde::de::DeserializeOwned>(
-        &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-        may_refresh: bool,
-    ) -> Authn<C> {
-        let token = match self
-            .source
-            .extract(headers, uri, self.validator.max_token_len)
-        {
-            Ok(Some(token)) => token,
-            Ok(None) if self.optional => return Authn::Anonymous,
-            Ok(None) => return Authn::Rejected(AuthError::MissingToken),
-            Err(e) => return Authn::Rejected(e),
-        };
-        match self.validator.check(&token, may_refresh) {
-            Check::Done(Ok(validated)) => Authn::Granted(validated),
-            Check::Done(Err(e)) => Authn::Rejected(e),
-            Check::Refresh(wait) => Authn::Pending(wait),
-        }
-    }
+    config: Arc<Config<C>>,
 }
 
 impl<C> JwtAuthLayer<C> {
@@ -115,7 +66,7 @@ impl<C> JwtAuthLayer<C> {
         VerificationKey::hmac(Algorithm::HS512, secret.as_ref()).map(Self::new)
     }
 
-    fn from_validator(validator: Validator) -> Self {
+    fn from_validator(validator: Validator<C>) -> Self {
         let config = Config {
             validator,
             source: TokenSource::default(),
@@ -124,12 +75,16 @@ impl<C> JwtAuthLayer<C> {
         };
         Self {
             config: Arc::new(config),
-            _claims: PhantomData,
         }
     }
 
-    fn config_mut(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
+    /// The configuration, for a builder step to change. Every change starts an empty token
+    /// cache: another layer cloned before the change keeps its own, so nothing one
+    /// configuration accepted is ever served by another.
+    fn config_mut(&mut self) -> &mut Config<C> {
+        let config = Arc::make_mut(&mut self.config);
+        config.validator.reset_cache();
+        config
     }
 
     /// Accepts tokens from this issuer (`iss`). Call it again to accept several. Once an
@@ -231,6 +186,21 @@ impl<C> JwtAuthLayer<C> {
         self
     }
 
+    /// Remembers up to `capacity` tokens that passed every check (0, the default, turns the
+    /// cache off). A token presented again is then accepted with one hash lookup instead of
+    /// a signature check and a JSON parse, and its claims are shared, not decoded again.
+    ///
+    /// An entry is keyed by the whole token, is used only until the token's `exp` (plus the
+    /// leeway), and only while the key that verified it is still in its key set: rotating a
+    /// key out, or a JWKS refresh that drops it, ends its cached tokens. Checks that are not
+    /// a function of the token alone, such as [`RequireScope`](crate::RequireScope), still
+    /// run on every request. Memory is bounded by `capacity` times the size of a token and
+    /// its decoded claims (with the default 8 KiB token limit, at most about 10 KiB each).
+    pub fn cache(mut self, capacity: usize) -> Self {
+        self.config_mut().validator.set_cache(capacity);
+        self
+    }
+
     /// The algorithms this layer accepts (a token must also name a key bound to its `alg`).
     pub fn accepted_algorithms(&self) -> Vec<Algorithm> {
         self.config.validator.algorithms()
@@ -241,7 +211,6 @@ impl<C> Clone for JwtAuthLayer<C> {
     fn clone(&self) -> Self {
         Self {
             config: self.config.clone(),
-            _claims: PhantomData,
         }
     }
 }

@@ -56,6 +56,7 @@
 //! # }
 //! ```
 
+mod config;
 pub mod future;
 mod layer;
 mod service;

@@ -1,6 +1,5 @@
 use std::{
     fmt,
-    marker::PhantomData,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -9,11 +8,8 @@ use http::{Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use super::{
-    future::{Parked, ResponseFuture},
-    layer::{Authn, Config},
-};
-use crate::body::ResponseBody;
+use super::{config::Config, future::ResponseFuture};
+use crate::{AuthError, body::ResponseBody, validate::Verdict};
 
 /// Middleware that authenticates requests with bearer JWTs; built by
 /// [`JwtAuthLayer`](crate::JwtAuthLayer).
@@ -23,17 +19,12 @@ use crate::body::ResponseBody;
 /// a clone stays behind for the next request.
 pub struct JwtAuth<S, C> {
     inner: S,
-    config: Arc<Config>,
-    _claims: PhantomData<fn() -> C>,
+    config: Arc<Config<C>>,
 }
 
 impl<S, C> JwtAuth<S, C> {
-    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
-        Self {
-            inner,
-            config,
-            _claims: PhantomData,
-        }
+    pub(crate) fn new(inner: S, config: Arc<Config<C>>) -> Self {
+        Self { inner, config }
     }
 
     /// The wrapped service.
@@ -55,7 +46,7 @@ impl<S, C> JwtAuth<S, C> {
 impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, C>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -65,33 +56,39 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match self
-            .config
-            .authenticate::<C>(req.headers(), req.uri(), true)
-        {
-            Authn::Granted(validated) => {
-                validated.insert_into(req.extensions_mut());
-            }
-            Authn::Anonymous => {}
-            Authn::Rejected(error) => {
-                return ResponseFuture::rejected(self.config.rejecter.reject(&error));
-            }
-            Authn::Pending(wait) => {
-                // The service polled ready goes with the request; this one keeps a clone
-                // (tower-service docs, "Be careful when cloning inner services").
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                let parked = Parked {
-                    inner,
-                    req,
-                    config: self.config.clone(),
-                    _claims: PhantomData,
-                };
-                return ResponseFuture::waiting(wait, parked);
-            }
-        }
-        ResponseFuture::inner(self.inner.call(req))
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        // 1. The token: none (pass through if optional), malformed, or one to check.
+        let verdict =
+            match config
+                .source
+                .extract(req.headers(), req.uri(), config.validator.max_token_len)
+            {
+                Ok(Some(token)) => match config.validator.check(&token) {
+                    // 2b. Its key may be on its way: wait with the ready service and the token.
+                    Verdict::WaitForKeys(wait) => {
+                        let token = token.into_owned();
+                        // The service polled ready goes with the request; this one keeps a
+                        // clone (tower-service docs, "Be careful when cloning inner services").
+                        let clone = self.inner.clone();
+                        let inner = std::mem::replace(&mut self.inner, clone);
+                        return ResponseFuture::wait_for_keys(
+                            wait,
+                            token,
+                            inner,
+                            req,
+                            config.clone(),
+                        );
+                    }
+                    // 2a. Valid or not.
+                    verdict => verdict,
+                },
+                Ok(None) if config.optional => return ResponseFuture::inner(self.inner.call(req)),
+                Ok(None) => Verdict::Invalid(AuthError::MissingToken),
+                Err(error) => Verdict::Invalid(error),
+            };
+        // 3. Claims into the extensions and on to the inner service, or the rejection.
+        ResponseFuture::decided(verdict, &mut self.inner, req, config)
     }
 }
 

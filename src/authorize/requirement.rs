@@ -3,7 +3,7 @@ use std::{fmt, marker::PhantomData, sync::Arc};
 use http::Extensions;
 
 use super::AuthorizeLayer;
-use crate::{AuthError, Claims, Scopes};
+use crate::{AuthError, Claims, Scopes, validate::is_scope_token};
 
 /// A check on what [`JwtAuth`](crate::JwtAuth) injected into a request's extensions.
 ///
@@ -69,13 +69,7 @@ impl RequireScope {
         let scopes: Box<[Box<str>]> = scopes.into_iter().map(|s| Box::from(s.as_ref())).collect();
         assert!(!scopes.is_empty(), "RequireScope needs at least one scope");
         for scope in &scopes {
-            assert!(
-                !scope.is_empty()
-                    && scope
-                        .bytes()
-                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
-                "invalid scope-token: {scope:?}"
-            );
+            assert!(is_scope_token(scope), "invalid scope-token: {scope:?}");
         }
         let challenge = scopes.join(" ").into();
         Self {

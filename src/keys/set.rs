@@ -207,6 +207,13 @@ impl Keys {
         }
     }
 
+    /// Whether the key with this [`VerificationKey::id`] is still in the set (and the set is
+    /// usable): a cached verdict is only as good as the key behind it.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.load()
+            .is_ok_and(|snapshot| snapshot.keys.iter().any(|k| k.id == id))
+    }
+
     /// Whether the keys come from an identity provider (then HMAC is not allowed by default).
     pub(crate) fn is_remote(&self) -> bool {
         !matches!(self, Self::Static(_))

@@ -1,13 +1,18 @@
-//! Token validation: choose the issuer's policy, pick the key, verify, check the claims.
+//! Token validation: choose the issuer's policy, pick the key, verify, check the claims,
+//! decode the claims type; remember tokens that passed when a cache is configured.
 //!
-//! Everything configurable is precomputed when the layer is built: each policy holds one
-//! `jsonwebtoken::Validation` per algorithm it allows (issuers, audiences, leeway and required
-//! claims already set), so the request path only looks a key up and calls
-//! `jsonwebtoken::decode`. Keys themselves are read from a lock-free snapshot and may change
-//! at run time (rotation, JWKS refresh).
+//! Each token is decoded once: the header into a borrowed view ([`jws`]), the payload into
+//! one buffer that the registered claims ([`registered`]) and then the claims type `C` are
+//! read from. Everything configurable is fixed when the layer is built; keys are read from
+//! a lock-free snapshot and may change at run time (rotation, JWKS refresh). Nothing here
+//! knows about HTTP.
 
-mod payload;
+mod cache;
+mod jws;
+mod policy;
+mod registered;
 mod validator;
 
-pub use validator::DEFAULT_LEEWAY;
-pub(crate) use validator::{Check, Validated, Validator};
+pub use policy::DEFAULT_LEEWAY;
+pub(crate) use registered::is_scope_token;
+pub(crate) use validator::{Validated, Validator, Verdict};

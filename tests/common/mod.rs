@@ -88,7 +88,7 @@ impl Recorder {
             let claims = req
                 .extensions()
                 .get::<Claims<StandardClaims>>()
-                .map(|c| c.0.clone());
+                .map(|c| StandardClaims::clone(c));
             let scopes = req
                 .extensions()
                 .get::<Scopes>()

@@ -1,0 +1,104 @@
+//! The validated-token cache: a token that passed every check is remembered, by its whole
+//! text, until it expires, so a client that presents the same token again costs a hash
+//! lookup instead of a signature check and a JSON parse.
+//!
+//! Built on `quick_cache` (sharded, CLOCK-Pro eviction, no global lock). Properties:
+//!
+//! - Keyed by the whole token: a changed header, payload or signature is another key.
+//! - Only tokens that passed every check are stored, and a hit returns the same
+//!   [`Validated`] (claims shared through an `Arc`, not copied).
+//! - An entry is used only up to its token's `exp` plus the leeway, and only while the key
+//!   that verified it is still in its key set (rotation, JWKS refresh); otherwise it is
+//!   dropped and the token is checked afresh.
+//! - Bounded in entries; each holds the token text and its decoded claims.
+
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
+
+use super::Validated;
+
+pub(crate) struct TokenCache<C> {
+    entries: Arc<Cache<Box<str>, Entry<C>>>,
+    capacity: usize,
+}
+
+/// What a cached token is valid for, besides its claims.
+pub(crate) struct Entry<C> {
+    pub(crate) validated: Validated<C>,
+    /// The last second (since the epoch) the token is acceptable: `exp` plus the leeway.
+    pub(crate) valid_until: u64,
+    /// Which trusted issuer's policy accepted it.
+    pub(crate) policy: usize,
+    /// [`VerificationKey::id`](crate::VerificationKey) of the key that verified it.
+    pub(crate) key_id: u64,
+}
+
+impl<C> TokenCache<C> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            entries: Arc::new(Cache::new(capacity.max(1))),
+            capacity,
+        }
+    }
+
+    /// An empty cache of the same capacity, for a changed configuration: what one
+    /// configuration accepted says nothing about another.
+    pub(crate) fn emptied(&self) -> Self {
+        Self::new(self.capacity)
+    }
+
+    /// The cached result for `token`, if it is still valid at `now` and `key_in_use(policy,
+    /// key_id)` says the key that verified it is still trusted.
+    pub(crate) fn get(
+        &self,
+        token: &str,
+        now: u64,
+        key_in_use: impl FnOnce(usize, u64) -> bool,
+    ) -> Option<Validated<C>> {
+        let entry = self.entries.get(token)?;
+        if entry.valid_until >= now && key_in_use(entry.policy, entry.key_id) {
+            Some(entry.validated)
+        } else {
+            self.entries.remove(token);
+            None
+        }
+    }
+
+    pub(crate) fn insert(&self, token: &str, entry: Entry<C>) {
+        self.entries.insert(token.into(), entry);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl<C> Clone for TokenCache<C> {
+    fn clone(&self) -> Self {
+        Self {
+            entries: self.entries.clone(),
+            capacity: self.capacity,
+        }
+    }
+}
+
+impl<C> Clone for Entry<C> {
+    fn clone(&self) -> Self {
+        Self {
+            validated: self.validated.clone(),
+            ..*self
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for TokenCache<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the tokens themselves: they are bearer credentials.
+        f.debug_struct("TokenCache")
+            .field("capacity", &self.capacity)
+            .field("len", &self.entries.len())
+            .finish()
+    }
+}

@@ -1,0 +1,220 @@
+//! The JWS compact serialization (RFC 7515 section 7.1): split the token, read the protected
+//! header, verify the signature with `jsonwebtoken`'s crypto provider.
+//!
+//! Nothing here is cryptography of our own: signatures are checked by the `JwtVerifier` that
+//! `jsonwebtoken`'s process-wide `CryptoProvider` builds for a key. What this module adds is
+//! doing each step once: the header is read into a borrowed view of the members this crate
+//! uses, and the verifier built for a key is kept per thread instead of being rebuilt for
+//! every token (building one parses the key: an EC point decompression, an RSA modulus).
+
+use std::{borrow::Cow, cell::RefCell};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{
+    Algorithm,
+    crypto::{CryptoProvider, JwtVerifier},
+};
+use serde::Deserialize;
+
+use crate::{AuthError, VerificationKey};
+
+/// A token split into its three parts; nothing of it is trusted yet.
+pub(crate) struct Jws<'t> {
+    /// `header "." payload`: the bytes the signature covers.
+    signing_input: &'t str,
+    payload: &'t str,
+    signature: &'t str,
+    header: Vec<u8>,
+}
+
+/// The protected-header members this crate reads. `jsonwebtoken::Header` would also parse
+/// (and allocate) `jwk`, `x5c` and the rest, which are never trusted here: keys come only
+/// from the layer's configuration. Duplicate members are refused by serde.
+#[derive(Deserialize)]
+pub(crate) struct Header<'h> {
+    /// `none` and unknown names fail to parse: a malformed token.
+    pub(crate) alg: Algorithm,
+    #[serde(borrow, default)]
+    pub(crate) kid: Option<Cow<'h, str>>,
+    #[serde(borrow, default)]
+    pub(crate) typ: Option<Cow<'h, str>>,
+    #[serde(borrow, default)]
+    crit: Option<Vec<Cow<'h, str>>>,
+    #[serde(default)]
+    b64: Option<bool>,
+}
+
+impl<'t> Jws<'t> {
+    /// Splits `header.payload.signature` and base64url-decodes the header.
+    pub(crate) fn split(token: &'t str) -> Result<Self, AuthError> {
+        let (signing_input, signature) = token.rsplit_once('.').ok_or(AuthError::MalformedToken)?;
+        let (header, payload) = signing_input
+            .split_once('.')
+            .ok_or(AuthError::MalformedToken)?;
+        if payload.contains('.') {
+            return Err(AuthError::MalformedToken);
+        }
+        Ok(Self {
+            signing_input,
+            payload,
+            signature,
+            header: decode_part(header)?,
+        })
+    }
+
+    /// The protected header, with RFC 7515's `crit` rules applied: the only extension
+    /// understood is `b64` (RFC 7797), and only with its default value `true`.
+    pub(crate) fn header(&self) -> Result<Header<'_>, AuthError> {
+        let header: Header<'_> =
+            serde_json::from_slice(&self.header).map_err(|_| AuthError::MalformedToken)?;
+        if header.b64 == Some(false) {
+            return Err(AuthError::MalformedToken);
+        }
+        if let Some(crit) = &header.crit
+            && !(crit.len() == 1 && crit[0] == "b64" && header.b64.is_some())
+        {
+            return Err(AuthError::MalformedToken);
+        }
+        Ok(header)
+    }
+
+    /// The decoded payload bytes (not verified by themselves).
+    pub(crate) fn payload(&self) -> Result<Vec<u8>, AuthError> {
+        decode_part(self.payload)
+    }
+
+    /// Checks the signature with `key`, which must be bound to the header's `alg`.
+    pub(crate) fn verify(&self, alg: Algorithm, key: &VerificationKey) -> Result<(), AuthError> {
+        if alg != key.algorithm {
+            return Err(AuthError::UnsupportedAlgorithm);
+        }
+        let signature = decode_part(self.signature)?;
+        let message = self.signing_input.as_bytes();
+        if with_verifier(key, |verifier| verifier.verify(message, &signature).is_ok())? {
+            Ok(())
+        } else {
+            Err(AuthError::InvalidSignature)
+        }
+    }
+}
+
+fn decode_part(part: &str) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| AuthError::MalformedToken)
+}
+
+/// How many keys' verifiers one thread keeps; past it the least recently used is dropped.
+const VERIFIERS_PER_THREAD: usize = 8;
+
+thread_local! {
+    /// Verifiers by [`VerificationKey::id`], most recently used first.
+    ///
+    /// Per thread because `jsonwebtoken` returns `Box<dyn JwtVerifier>`, which is neither
+    /// `Send` nor `Sync`; ids are never reused, so a rotated-out key's verifier can only age
+    /// out, never be picked for another key.
+    static VERIFIERS: RefCell<Vec<(u64, Box<dyn JwtVerifier>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with the verifier for `key`, building it with the process's `CryptoProvider` on
+/// this thread's first use of the key.
+fn with_verifier<R>(
+    key: &VerificationKey,
+    f: impl FnOnce(&dyn JwtVerifier) -> R,
+) -> Result<R, AuthError> {
+    VERIFIERS.with_borrow_mut(|verifiers| {
+        match verifiers.iter().position(|(id, _)| *id == key.id) {
+            Some(0) => {}
+            Some(i) => verifiers[..=i].rotate_right(1),
+            None => {
+                let provider =
+                    CryptoProvider::try_get_default().ok_or(AuthError::InvalidSignature)?;
+                // Fails only when the key does not fit its algorithm, which key
+                // construction already rules out.
+                let verifier = (provider.verifier_factory)(&key.algorithm, &key.key)
+                    .map_err(|_| AuthError::InvalidSignature)?;
+                verifiers.truncate(VERIFIERS_PER_THREAD - 1);
+                verifiers.insert(0, (key.id, verifier));
+            }
+        }
+        Ok(f(&*verifiers[0].1))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn header_of(json: &str) -> Result<Algorithm, AuthError> {
+        let token = format!("{}.{}.sig", b64(json), b64("{}"));
+        let jws = Jws::split(&token)?;
+        jws.header().map(|h| h.alg)
+    }
+
+    #[test]
+    fn a_token_has_exactly_three_parts() {
+        assert!(Jws::split("a.b").is_err());
+        assert!(Jws::split("e30.e30.x.y").is_err());
+        assert!(Jws::split("e30.e30.").is_ok());
+        assert!(Jws::split("!!.e30.x").is_err());
+    }
+
+    #[test]
+    fn alg_none_and_unknown_algorithms_are_malformed() {
+        assert_eq!(header_of(r#"{"alg":"HS256"}"#), Ok(Algorithm::HS256));
+        assert_eq!(
+            header_of(r#"{"alg":"none"}"#),
+            Err(AuthError::MalformedToken)
+        );
+        assert_eq!(
+            header_of(r#"{"alg":"HS257"}"#),
+            Err(AuthError::MalformedToken)
+        );
+        assert_eq!(
+            header_of(r#"{"typ":"JWT"}"#),
+            Err(AuthError::MalformedToken)
+        );
+    }
+
+    #[test]
+    fn duplicate_header_members_are_malformed() {
+        assert_eq!(
+            header_of(r#"{"alg":"HS256","alg":"RS256"}"#),
+            Err(AuthError::MalformedToken)
+        );
+    }
+
+    #[test]
+    fn crit_allows_only_b64_true() {
+        assert!(header_of(r#"{"alg":"HS256","crit":["b64"],"b64":true}"#).is_ok());
+        assert!(header_of(r#"{"alg":"HS256","crit":["b64"]}"#).is_err());
+        assert!(header_of(r#"{"alg":"HS256","crit":[]}"#).is_err());
+        assert!(header_of(r#"{"alg":"HS256","crit":["exp"],"exp":1}"#).is_err());
+        assert!(header_of(r#"{"alg":"HS256","crit":["b64","b64"],"b64":true}"#).is_err());
+        assert!(header_of(r#"{"alg":"HS256","b64":false}"#).is_err());
+    }
+
+    #[test]
+    fn embedded_keys_are_ignored_not_parsed() {
+        // Keys in the header are never used, so their shape does not matter.
+        assert!(header_of(r#"{"alg":"HS256","jwk":{"kty":"nonsense"},"jku":"x"}"#).is_ok());
+    }
+
+    #[test]
+    fn a_thread_keeps_a_bounded_number_of_verifiers() {
+        let keys: Vec<_> = (0..VERIFIERS_PER_THREAD + 3)
+            .map(|i| VerificationKey::hmac(Algorithm::HS256, &[i as u8; 32]).unwrap())
+            .collect();
+        for key in &keys {
+            with_verifier(key, |_| ()).unwrap();
+        }
+        VERIFIERS.with_borrow(|v| {
+            assert_eq!(v.len(), VERIFIERS_PER_THREAD);
+            assert_eq!(v[0].0, keys.last().unwrap().id);
+        });
+    }
+}

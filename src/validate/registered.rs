@@ -1,0 +1,307 @@
+//! One pass over the payload for what every claims type shares: the registered claims this
+//! crate checks (RFC 7519 section 4.1), the granted scopes, and which required claims are
+//! present. Strings are borrowed from the decoded payload; every other member is skipped
+//! without allocating.
+
+use std::{borrow::Cow, fmt, sync::Arc};
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor},
+};
+
+use crate::{AuthError, Scopes};
+
+/// The registered claims of one payload, each `None` when absent or `null`.
+#[derive(Debug, Default)]
+pub(crate) struct Registered<'p> {
+    pub(crate) iss: Option<Cow<'p, str>>,
+    pub(crate) sub: Option<Cow<'p, str>>,
+    /// One string or an array of strings.
+    pub(crate) aud: Option<StrOrList<'p>>,
+    pub(crate) exp: Option<u64>,
+    pub(crate) nbf: Option<u64>,
+    pub(crate) iat: Option<u64>,
+    pub(crate) jti: Option<Cow<'p, str>>,
+    pub(crate) scopes: Scopes,
+    /// The first configured claim (beyond the registered ones) that is absent or `null`.
+    pub(crate) missing: Option<Arc<str>>,
+}
+
+/// A string or an array of strings, borrowed from the payload where no escape forces a copy.
+///
+/// Written by hand instead of an untagged enum: serde's untagged enums buffer the value and
+/// copy every string, on the request path.
+#[derive(Debug)]
+pub(crate) enum StrOrList<'p> {
+    One(Cow<'p, str>),
+    Many(Vec<Cow<'p, str>>),
+}
+
+impl StrOrList<'_> {
+    pub(crate) fn contains_any(&self, accepted: &[String]) -> bool {
+        self.iter().any(|item| accepted.iter().any(|a| a == item))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self {
+            Self::One(s) => (Some(&**s), &[][..]),
+            Self::Many(list) => (None, &list[..]),
+        };
+        one.into_iter().chain(many.iter().map(|s| &**s))
+    }
+}
+
+impl<'de> Deserialize<'de> for StrOrList<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrOrList<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(StrOrList::One(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(StrOrList::One(Cow::Owned(s.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(Str(item)) = seq.next_element()? {
+                    list.push(item);
+                }
+                Ok(StrOrList::Many(list))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A string borrowed from the payload when it has no escapes.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Str<'p>(#[serde(borrow)] Cow<'p, str>);
+
+impl<'p> Registered<'p> {
+    /// Reads `payload`, a JSON object. Any registered claim of the wrong type, and any
+    /// payload that is not an object, is [`AuthError::InvalidClaims`].
+    pub(crate) fn read(payload: &'p [u8], required: &[Arc<str>]) -> Result<Self, AuthError> {
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let registered = Seed { required }
+            .deserialize(&mut de)
+            .map_err(|_| AuthError::InvalidClaims)?;
+        de.end().map_err(|_| AuthError::InvalidClaims)?;
+        Ok(registered)
+    }
+}
+
+struct Seed<'r> {
+    required: &'r [Arc<str>],
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Registered<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+/// A NumericDate (RFC 7519 section 2): seconds since the epoch, possibly with a fraction;
+/// whole seconds are kept.
+struct NumericDate(u64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Number {
+            Int(u64),
+            Float(f64),
+        }
+        match Number::deserialize(deserializer)? {
+            Number::Int(n) => Ok(Self(n)),
+            Number::Float(f) if f.is_finite() && f >= 0.0 && f < u64::MAX as f64 => {
+                Ok(Self(f as u64))
+            }
+            Number::Float(_) => Err(D::Error::custom("a NumericDate is a non-negative number")),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
+    type Value = Registered<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        fn once<T, E: serde::de::Error>(slot: &mut Option<T>, value: Option<T>) -> Result<bool, E> {
+            if slot.is_some() {
+                return Err(E::custom("duplicate registered claim"));
+            }
+            *slot = value;
+            Ok(slot.is_some())
+        }
+        let mut r = Registered::default();
+        // `scope` is a space-separated string (RFC 8693); `scp`, which several identity
+        // providers use instead, a string or an array of strings.
+        let mut scope: Option<StrOrList<'de>> = None;
+        let mut scp: Option<StrOrList<'de>> = None;
+        let mut seen = vec![false; self.required.len()];
+        while let Some(Str(key)) = map.next_key()? {
+            // A member whose value is `null` counts as absent.
+            let present = match &*key {
+                "iss" => once(&mut r.iss, map.next_value::<Option<Str>>()?.map(|s| s.0))?,
+                "sub" => once(&mut r.sub, map.next_value::<Option<Str>>()?.map(|s| s.0))?,
+                "jti" => once(&mut r.jti, map.next_value::<Option<Str>>()?.map(|s| s.0))?,
+                "aud" => once(&mut r.aud, map.next_value()?)?,
+                "exp" => once(
+                    &mut r.exp,
+                    map.next_value::<Option<NumericDate>>()?.map(|d| d.0),
+                )?,
+                "nbf" => once(
+                    &mut r.nbf,
+                    map.next_value::<Option<NumericDate>>()?.map(|d| d.0),
+                )?,
+                "iat" => once(
+                    &mut r.iat,
+                    map.next_value::<Option<NumericDate>>()?.map(|d| d.0),
+                )?,
+                "scope" => once(&mut scope, map.next_value()?)?,
+                "scp" => once(&mut scp, map.next_value()?)?,
+                _ => map.next_value::<Option<IgnoredAny>>()?.is_some(),
+            };
+            if present && let Some(i) = self.required.iter().position(|name| **name == *key) {
+                seen[i] = true;
+            }
+        }
+        r.scopes = match scope.or(scp) {
+            Some(StrOrList::One(s)) => Scopes::from_iter(s.split_ascii_whitespace()),
+            Some(StrOrList::Many(list)) => {
+                // Each element is one scope-token (RFC 6749 section 3.3): one with a space
+                // inside would smuggle in a second scope.
+                if list.iter().any(|s| !is_scope_token(s)) {
+                    return Err(A::Error::custom("an scp element is not one scope"));
+                }
+                Scopes::from_iter(list.iter().map(|s| &**s))
+            }
+            None => Scopes::default(),
+        };
+        r.missing = self
+            .required
+            .iter()
+            .zip(&seen)
+            .find(|(_, seen)| !**seen)
+            .map(|(name, _)| name.clone());
+        Ok(r)
+    }
+}
+
+/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`
+pub(crate) fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(json: &str) -> Result<Registered<'_>, AuthError> {
+        Registered::read(json.as_bytes(), &[])
+    }
+
+    #[test]
+    fn registered_claims_are_read() {
+        let r = read(
+            r#"{"iss":"i","sub":"s","aud":["a","b"],"exp":10,"nbf":5,"iat":4,"jti":"j","x":{"y":[1]}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.iss.as_deref(), Some("i"));
+        assert_eq!(r.sub.as_deref(), Some("s"));
+        assert!(r.aud.as_ref().unwrap().contains_any(&["b".into()]));
+        assert!(!r.aud.as_ref().unwrap().contains_any(&["c".into()]));
+        assert_eq!((r.exp, r.nbf, r.iat), (Some(10), Some(5), Some(4)));
+        assert_eq!(r.jti.as_deref(), Some("j"));
+    }
+
+    #[test]
+    fn numeric_dates_may_have_fractions_but_not_signs_or_strings() {
+        let r = read(r#"{"exp":1700000000.75,"nbf":1e3}"#).unwrap();
+        assert_eq!((r.exp, r.nbf), (Some(1_700_000_000), Some(1000)));
+        assert!(read(r#"{"exp":-1}"#).is_err());
+        assert!(read(r#"{"exp":-1.5}"#).is_err());
+        assert!(read(r#"{"exp":"soon"}"#).is_err());
+        assert!(read(r#"{"iat":1e400}"#).is_err());
+    }
+
+    #[test]
+    fn null_counts_as_absent() {
+        let r = read(r#"{"exp":null,"iss":null,"aud":null}"#).unwrap();
+        assert!(r.exp.is_none() && r.iss.is_none() && r.aud.is_none());
+    }
+
+    #[test]
+    fn registered_claims_of_the_wrong_type_are_invalid() {
+        for json in [
+            r#"{"iss":1}"#,
+            r#"{"sub":["a"]}"#,
+            r#"{"aud":[1]}"#,
+            r#"{"jti":{}}"#,
+            r#"{"scope":42}"#,
+        ] {
+            assert_eq!(read(json).unwrap_err(), AuthError::InvalidClaims, "{json}");
+        }
+    }
+
+    #[test]
+    fn duplicate_registered_claims_are_invalid() {
+        assert!(read(r#"{"exp":1,"exp":2}"#).is_err());
+        assert!(read(r#"{"iss":"a","iss":"b"}"#).is_err());
+    }
+
+    #[test]
+    fn only_an_object_is_a_payload() {
+        assert!(read("[1,2]").is_err());
+        assert!(read(r#"{"a":1} {"b":2}"#).is_err());
+        assert!(read("").is_err());
+    }
+
+    #[test]
+    fn scope_string_and_scp_list_are_both_read() {
+        let r = read(r#"{"scope":"a b  c"}"#).unwrap();
+        assert_eq!(r.scopes.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+        let r = read(r#"{"scp":["a","b"]}"#).unwrap();
+        assert_eq!(r.scopes.iter().collect::<Vec<_>>(), ["a", "b"]);
+        let r = read(r#"{"scp":"a b"}"#).unwrap();
+        assert_eq!(r.scopes.iter().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn scope_wins_over_scp() {
+        let r = read(r#"{"scp":["x"],"scope":"a"}"#).unwrap();
+        assert_eq!(r.scopes.iter().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn an_scp_element_is_one_scope_token() {
+        assert!(read(r#"{"scp":["todos:read todos:write"]}"#).is_err());
+        assert!(read(r#"{"scp":[""]}"#).is_err());
+        assert!(read(r#"{"scp":["a\"b"]}"#).is_err());
+    }
+
+    #[test]
+    fn missing_required_claim_is_named() {
+        let required: Vec<Arc<str>> = vec!["jti".into(), "tenant".into()];
+        let r = Registered::read(br#"{"jti":"1"}"#, &required).unwrap();
+        assert_eq!(r.missing.as_deref(), Some("tenant"));
+        let r = Registered::read(br#"{"tenant":null,"jti":"1"}"#, &required).unwrap();
+        assert_eq!(r.missing.as_deref(), Some("tenant"));
+        let r = Registered::read(br#"{"tenant":"acme","jti":"1"}"#, &required).unwrap();
+        assert_eq!(r.missing, None);
+    }
+}
