@@ -1,156 +1,290 @@
-//! Token-validation throughput: the layer against the raw `jsonwebtoken::decode` with the same
-//! settings, and a bare request through a no-op service as the floor.
+//! Token validation on the request path, for HS256, RS256, ES256 and EdDSA:
 //!
-//! `cargo bench --bench validate`; compare the IDs of one group from one run.
+//! - `validate/<alg>/jsonwebtoken`: the raw `jsonwebtoken::decode` into `StandardClaims`
+//!   with the same settings (issuer, audience, `nbf`, leeway): what a hand-rolled check costs;
+//! - `validate/<alg>/no_auth`: the same request through the no-op service alone (the floor);
+//! - `validate/<alg>/layer`: through `JwtAuthLayer` (extract, verify, check, decode, inject);
+//! - `validate/<alg>/layer_cached`: the same with the validated-token cache, token seen before;
+//! - `validate/<alg>/reject_bad_signature`, `validate/<alg>/reject_missing`: the 401 paths;
+//! - `contention/hs256/{1,2}` and `contention/hs256_cached/{1,2}`: one layer shared by one
+//!   and two threads, in requests per second (two threads should reach about twice one).
+//!
+//! `cargo bench --bench validate`; compare IDs of one run, the machine being shared. Requests
+//! are polled directly with a no-op waker (every future here is ready at once), so no async
+//! runtime's cost is mixed into the figures.
 
-use std::{convert::Infallible, hint::black_box};
+use std::{
+    convert::Infallible,
+    future::Future,
+    hint::black_box,
+    pin::pin,
+    sync::Barrier,
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
-use http::{Request, Response, header};
+use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode, get_current_timestamp,
 };
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, Service, service_fn};
 use tower_jwt_auth::{JwtAuthLayer, StandardClaims, VerificationKey};
 
 const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";
 
-fn token() -> String {
-    let claims = serde_json::json!({
-        "sub": "alice", "iss": "todo-server", "aud": "todo-api",
-        "iat": get_current_timestamp(), "exp": get_current_timestamp() + 3600,
-        "scope": "todos:read todos:write", "jti": "0123456789abcdef",
-    });
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET).unwrap(),
-    )
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
     .unwrap()
 }
 
-fn request(token: &str) -> Request<Full<Bytes>> {
-    Request::builder()
-        .uri("/secure-todos")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Full::default())
-        .unwrap()
+/// One algorithm's keys: what signs, what `jsonwebtoken` verifies with, what the layer has.
+struct Keys {
+    name: &'static str,
+    alg: Algorithm,
+    signer: EncodingKey,
+    decoding: DecodingKey,
+    verification: VerificationKey,
+    /// A key of the same algorithm that did not sign the bench token.
+    other_signer: EncodingKey,
+}
+
+fn keys() -> Vec<Keys> {
+    let pem = |alg, private: &str, public: &str, other: &str| {
+        let signer = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&fixture(private)),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&fixture(private)),
+            _ => EncodingKey::from_ed_pem(&fixture(private)),
+        }
+        .unwrap();
+        let other_signer = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&fixture(other)),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&fixture(other)),
+            _ => EncodingKey::from_ed_pem(&fixture(other)),
+        }
+        .unwrap();
+        let decoding = match alg {
+            Algorithm::RS256 => DecodingKey::from_rsa_pem(&fixture(public)),
+            Algorithm::ES256 => DecodingKey::from_ec_pem(&fixture(public)),
+            _ => DecodingKey::from_ed_pem(&fixture(public)),
+        }
+        .unwrap();
+        let verification = VerificationKey::from_pem(alg, &fixture(public)).unwrap();
+        (signer, decoding, verification, other_signer)
+    };
+    let mut all = vec![Keys {
+        name: "hs256",
+        alg: Algorithm::HS256,
+        signer: EncodingKey::from_secret(SECRET).unwrap(),
+        decoding: DecodingKey::from_secret(SECRET).unwrap(),
+        verification: VerificationKey::hmac(Algorithm::HS256, SECRET).unwrap(),
+        other_signer: EncodingKey::from_secret(&[b'x'; 40]).unwrap(),
+    }];
+    for (name, alg, private, public, other) in [
+        (
+            "rs256",
+            Algorithm::RS256,
+            "rsa.pem",
+            "rsa.pub.pem",
+            "rsa2.pem",
+        ),
+        (
+            "es256",
+            Algorithm::ES256,
+            "ec-256.pem",
+            "ec-256.pub.pem",
+            "ec-256-b.pem",
+        ),
+        (
+            "eddsa",
+            Algorithm::EdDSA,
+            "ed25519.pem",
+            "ed25519.pub.pem",
+            "ed25519-b.pem",
+        ),
+    ] {
+        let (signer, decoding, verification, other_signer) = pem(alg, private, public, other);
+        all.push(Keys {
+            name,
+            alg,
+            signer,
+            decoding,
+            verification,
+            other_signer,
+        });
+    }
+    all
+}
+
+/// A token like the example server's: registered claims, scopes and a `jti`.
+fn token(alg: Algorithm, key: &EncodingKey) -> String {
+    let now = get_current_timestamp();
+    let claims = serde_json::json!({
+        "sub": "alice", "iss": "todo-server", "aud": "todo-api",
+        "iat": now, "exp": now + 3600,
+        "scope": "todos:read todos:write", "jti": "0123456789abcdef",
+    });
+    encode(&Header::new(alg), &claims, key).unwrap()
+}
+
+fn request(token: Option<&str>) -> Request<Full<Bytes>> {
+    let mut req = Request::builder().uri("/secure-todos");
+    if let Some(token) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    req.body(Full::default()).unwrap()
 }
 
 fn noop()
--> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
-+ Clone {
+-> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
+{
     service_fn(|_req: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Full::default()))
     })
 }
 
-/// `layer`: a request through `layer` into a no-op service, asserting it was admitted.
-fn bench_layer(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    rt: &tokio::runtime::Runtime,
+fn layer(key: &VerificationKey) -> JwtAuthLayer<StandardClaims> {
+    JwtAuthLayer::from_keys(key.clone())
+        .issuer("todo-server")
+        .audience("todo-api")
+}
+
+/// Calls `svc` once and returns the status; every future here completes on its first poll.
+fn status<S, B>(svc: &mut S, req: Request<Full<Bytes>>) -> StatusCode
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    match pin!(svc.call(req)).poll(&mut cx) {
+        Poll::Ready(Ok(res)) => res.status(),
+        _ => unreachable!("the bench services are always ready"),
+    }
+}
+
+/// `name`: requests with `token` through `svc`, each answered `expected`.
+fn bench_requests<S, B>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    mut svc: S,
+    token: Option<&str>,
+    expected: StatusCode,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
+{
+    assert_eq!(status(&mut svc, request(token)), expected, "{name}");
+    // The request is built inside the measured loop, so `no_auth` carries that cost too
+    // and `layer - no_auth` is what authentication adds.
+    group.bench_function(name, |b| b.iter(|| status(&mut svc, request(token))));
+}
+
+fn bench_validate(c: &mut Criterion) {
+    for keys in keys() {
+        let good = token(keys.alg, &keys.signer);
+        let forged = token(keys.alg, &keys.other_signer);
+        let mut group = c.benchmark_group(format!("validate/{}", keys.name));
+
+        let mut validation = Validation::new(keys.alg);
+        validation.set_issuer(&["todo-server"]);
+        validation.set_audience(&["todo-api"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        group.bench_function("jsonwebtoken", |b| {
+            b.iter(|| {
+                decode::<StandardClaims>(black_box(&good), &keys.decoding, &validation).unwrap()
+            })
+        });
+
+        let ok = StatusCode::OK;
+        let unauthorized = StatusCode::UNAUTHORIZED;
+        bench_requests(&mut group, "no_auth", noop(), Some(&good), ok);
+        let plain = layer(&keys.verification);
+        bench_requests(&mut group, "layer", plain.layer(noop()), Some(&good), ok);
+        let cached = plain.clone().cache(10_000);
+        bench_requests(
+            &mut group,
+            "layer_cached",
+            cached.layer(noop()),
+            Some(&good),
+            ok,
+        );
+        let svc = plain.layer(noop());
+        bench_requests(
+            &mut group,
+            "reject_bad_signature",
+            svc,
+            Some(&forged),
+            unauthorized,
+        );
+        bench_requests(
+            &mut group,
+            "reject_missing",
+            plain.layer(noop()),
+            None,
+            unauthorized,
+        );
+        group.finish();
+    }
+}
+
+/// One layer shared by `threads` threads, each sending the same valid HS256 token; reported
+/// as requests per second so that 1 and 2 threads compare directly.
+fn bench_contention(c: &mut Criterion) {
+    let hs256 = keys().remove(0);
+    let good = token(hs256.alg, &hs256.signer);
+    let plain = layer(&hs256.verification);
+    for (name, layer) in [
+        ("hs256", plain.clone()),
+        ("hs256_cached", plain.cache(10_000)),
+    ] {
+        let mut group = c.benchmark_group(format!("contention/{name}"));
+        for threads in [1, 2] {
+            group.throughput(Throughput::Elements(threads as u64));
+            group.bench_function(threads.to_string(), |b| {
+                b.iter_custom(|iters| run_threads(threads, iters, &layer, &good))
+            });
+        }
+        group.finish();
+    }
+}
+
+/// `iters` requests (each built in the loop, as `no_auth` shows what that costs) on each of
+/// `threads` threads at once; the wall time of the slowest.
+fn run_threads(
+    threads: usize,
+    iters: u64,
     layer: &JwtAuthLayer<StandardClaims>,
     token: &str,
-) {
-    let svc = layer.layer(noop());
-    group.bench_function("layer", |b| {
-        b.iter_batched(
-            || request(token),
-            |req| {
-                let res = rt.block_on(svc.clone().oneshot(req)).unwrap();
-                assert!(res.status().is_success());
-                res
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
-}
-
-fn bench_hs256(c: &mut Criterion) {
-    let token = token();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let mut group = c.benchmark_group("validate/hs256");
-
-    // The baseline: what a hand-rolled check with jsonwebtoken costs.
-    let key = DecodingKey::from_secret(SECRET).unwrap();
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&["todo-server"]);
-    validation.set_audience(&["todo-api"]);
-    validation.validate_nbf = true;
-    validation.leeway = 30;
-    group.bench_function("jsonwebtoken", |b| {
-        b.iter(|| decode::<StandardClaims>(black_box(&token), &key, &validation).unwrap())
-    });
-
-    // The layer: extraction, validation, claims and scopes injected, the inner call.
-    let layer = JwtAuthLayer::<StandardClaims>::hs256(SECRET)
-        .unwrap()
-        .issuer("todo-server")
-        .audience("todo-api");
-    bench_layer(&mut group, &rt, &layer, &token);
-
-    // The floor: the same request through the no-op service without authentication.
-    let bare = noop();
-    group.bench_function("no_auth", |b| {
-        b.iter_batched(
-            || request(&token),
-            |req| rt.block_on(bare.clone().oneshot(req)).unwrap(),
-            criterion::BatchSize::SmallInput,
-        )
-    });
-    group.finish();
-}
-
-/// EdDSA with a `kid` picked from a two-key set: the header is read before `decode`, as for
-/// any identity provider's tokens.
-fn bench_eddsa_kid(c: &mut Criterion) {
-    let fixture = |name: &str| {
-        std::fs::read(format!(
-            "{}/tests/fixtures/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    };
-    let signer = EncodingKey::from_ed_pem(&fixture("ed25519.pem")).unwrap();
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some("ed-1".into());
-    let claims = serde_json::json!({
-        "sub": "alice", "iss": "todo-server", "aud": "todo-api",
-        "exp": get_current_timestamp() + 3600, "scope": "todos:read",
-    });
-    let token = encode(&header, &claims, &signer).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let mut group = c.benchmark_group("validate/eddsa_kid");
-
-    let key = DecodingKey::from_ed_pem(&fixture("ed25519.pub.pem")).unwrap();
-    let mut validation = Validation::new(Algorithm::EdDSA);
-    validation.set_issuer(&["todo-server"]);
-    validation.set_audience(&["todo-api"]);
-    group.bench_function("jsonwebtoken", |b| {
-        b.iter(|| decode::<StandardClaims>(black_box(&token), &key, &validation).unwrap())
-    });
-
-    let keys = tower_jwt_auth::KeySet::new([
-        VerificationKey::from_pem(Algorithm::EdDSA, &fixture("ed25519.pub.pem"))
+) -> Duration {
+    let start = Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let mut svc = layer.layer(noop());
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    let begin = Instant::now();
+                    for _ in 0..iters {
+                        black_box(status(&mut svc, request(Some(token))));
+                    }
+                    begin.elapsed()
+                })
+            })
+            .collect();
+        start.wait();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .max()
             .unwrap()
-            .with_kid("ed-1"),
-        VerificationKey::from_pem(Algorithm::RS256, &fixture("rsa.pub.pem"))
-            .unwrap()
-            .with_kid("rsa-1"),
-    ])
-    .unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys)
-        .issuer("todo-server")
-        .audience("todo-api");
-    bench_layer(&mut group, &rt, &layer, &token);
-    group.finish();
+    })
 }
 
-criterion_group!(benches, bench_hs256, bench_eddsa_kid);
-criterion_main!(benches);
+criterion::criterion_group!(benches, bench_validate, bench_contention);
+criterion::criterion_main!(benches);

@@ -10,7 +10,12 @@
 
 use std::{ops::Deref, sync::Arc};
 
-use serde::{Deserialize, Serialize};
+use std::{borrow::Cow, fmt};
+
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{self, MapAccess, SeqAccess, Visitor},
+};
 
 /// The validated claims of the request's token, as inserted by [`JwtAuth`](crate::JwtAuth).
 ///
@@ -60,43 +65,31 @@ impl<C> From<C> for Claims<C> {
 /// The registered JWT claims (RFC 7519 section 4.1) plus the RFC 8693 `scope` claim.
 ///
 /// Every other member of the token's payload is kept in [`extra`](Self::extra).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StandardClaims {
     /// Subject: who the token is about.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
     /// Issuer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     /// Audience: one string or a list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
     /// Expiration time, seconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "numeric_date"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
     /// Not before, seconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "numeric_date"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
     /// Issued at, seconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "numeric_date"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
     /// JWT ID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
     /// Space-separated scopes (RFC 8693 section 4.2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// All other members of the payload.
     #[serde(flatten)]
@@ -122,30 +115,109 @@ impl StandardClaims {
     }
 }
 
-/// A NumericDate (RFC 7519 section 2) may be written with a fraction; whole seconds are kept.
-fn numeric_date<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Number {
-        Int(u64),
-        Float(f64),
-    }
-    Ok(match Option::<Number>::deserialize(deserializer)? {
-        Some(Number::Int(n)) => Some(n),
-        Some(Number::Float(f)) if f.is_finite() && f >= 0.0 => Some(f as u64),
-        Some(Number::Float(_)) => {
-            return Err(serde::de::Error::custom(
-                "a NumericDate must be a non-negative number",
-            ));
+/// Deserialized by hand rather than derived: serde's `flatten` (for `extra`) and untagged
+/// enums (for `aud` and fractional dates) buffer the whole payload and copy every string,
+/// and this type is decoded on the request path.
+impl<'de> Deserialize<'de> for StandardClaims {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StandardClaims;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StandardClaims, A::Error> {
+                fn set<T, E: de::Error>(
+                    slot: &mut Option<T>,
+                    value: Option<T>,
+                    name: &'static str,
+                ) -> Result<(), E> {
+                    if slot.is_some() {
+                        return Err(E::duplicate_field(name));
+                    }
+                    *slot = value;
+                    Ok(())
+                }
+                let mut c = StandardClaims::default();
+                while let Some(Str(key)) = map.next_key()? {
+                    match &*key {
+                        "sub" => set(&mut c.sub, map.next_value()?, "sub")?,
+                        "iss" => set(&mut c.iss, map.next_value()?, "iss")?,
+                        "aud" => set(&mut c.aud, map.next_value()?, "aud")?,
+                        "jti" => set(&mut c.jti, map.next_value()?, "jti")?,
+                        "scope" => set(&mut c.scope, map.next_value()?, "scope")?,
+                        "exp" => set(
+                            &mut c.exp,
+                            map.next_value::<Option<NumericDate>>()?.map(|d| d.0),
+                            "exp",
+                        )?,
+                        "nbf" => set(
+                            &mut c.nbf,
+                            map.next_value::<Option<NumericDate>>()?.map(|d| d.0),
+                            "nbf",
+                        )?,
+                        "iat" => set(
+                            &mut c.iat,
+                            map.next_value::<Option<NumericDate>>()?.map(|d| d.0),
+                            "iat",
+                        )?,
+                        _ => {
+                            c.extra.insert(key.into_owned(), map.next_value()?);
+                        }
+                    }
+                }
+                Ok(c)
+            }
         }
-        None => None,
-    })
+        deserializer.deserialize_map(V)
+    }
+}
+
+/// A string borrowed from the JSON text when it has no escapes, copied otherwise.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Str<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
+
+/// A NumericDate (RFC 7519 section 2): seconds since the epoch, possibly with a fraction;
+/// whole seconds are kept. Negative, non-finite and non-numeric values are refused.
+pub(crate) struct NumericDate(pub(crate) u64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumericDate;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a NumericDate: a non-negative number of seconds")
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<NumericDate, E> {
+                Ok(NumericDate(n))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<NumericDate, E> {
+                u64::try_from(n)
+                    .map(NumericDate)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(n), &self))
+            }
+
+            fn visit_f64<E: de::Error>(self, f: f64) -> Result<NumericDate, E> {
+                if f.is_finite() && f >= 0.0 && f < u64::MAX as f64 {
+                    Ok(NumericDate(f as u64))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(f), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
 }
 
 /// The `aud` claim: a single string or a list of strings (RFC 7519 section 4.1.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Audience {
     /// A single audience.
@@ -154,15 +226,54 @@ pub enum Audience {
     Many(Vec<String>),
 }
 
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Audience;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Audience, E> {
+                Ok(Audience::One(s.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Audience, E> {
+                Ok(Audience::One(s))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Audience, A::Error> {
+                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Audience::Many)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
 /// The scopes a validated token grants, inserted by [`JwtAuth`](crate::JwtAuth) next to
 /// [`Claims`].
 ///
 /// Kept as one space-separated string (one allocation per request): tokens carry a handful
 /// of scopes, and a linear scan of those beats building a set.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Scopes(Option<Arc<str>>);
 
+impl PartialEq for Scopes {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Scopes {}
+
 impl Scopes {
+    /// From an RFC 8693 `scope` string, kept as it is (one allocation).
+    pub(crate) fn from_text(scopes: &str) -> Self {
+        Self((!scopes.trim_ascii().is_empty()).then(|| scopes.into()))
+    }
+
     pub(crate) fn from_iter<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Self {
         let mut joined = String::new();
         for scope in scopes.into_iter().filter(|s| !s.is_empty()) {
@@ -184,8 +295,7 @@ impl Scopes {
         self.0
             .as_deref()
             .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
+            .split_ascii_whitespace()
     }
 
     /// Whether the token grants no scope at all.

@@ -25,12 +25,13 @@ pub enum AuthError {
     /// The request carries no bearer token (or uses another authentication scheme).
     MissingToken,
     /// The request is malformed: duplicated `Authorization` headers, a value that is not
-    /// visible ASCII, a bare `Bearer`, or a token outside the `b64token` syntax.
+    /// visible ASCII, or a bare `Bearer`.
     InvalidRequest(&'static str),
     /// The token is longer than the configured limit; it was refused before decoding.
     TokenTooLarge,
-    /// The token is not a well-formed JWS compact serialization (or uses an unsupported
-    /// `crit` extension).
+    /// The token is not a well-formed JWS compact serialization: not three base64url parts
+    /// (RFC 6750's `b64token` syntax included), a header that is not JSON, or an unsupported
+    /// `crit` extension.
     MalformedToken,
     /// The token's `alg` is not one the configured keys allow (`none` never is).
     UnsupportedAlgorithm,

@@ -138,13 +138,13 @@ async fn non_ascii_authorization_is_400() {
     assert_invalid_request(req).await;
 }
 
+/// RFC 6750 section 3.1 lists a malformed token under `invalid_token`: characters outside
+/// `b64token` make the token malformed, not the request.
 #[tokio::test]
-async fn token_outside_b64token_charset_is_400() {
-    let req = Request::builder()
-        .header(header::AUTHORIZATION, "Bearer a.b,c")
-        .body(Full::default())
-        .unwrap();
-    assert_invalid_request(req).await;
+async fn token_outside_b64token_charset_is_401_invalid_token() {
+    for token in ["a.b,c", "a.b*c", "a*b.c.d", "==="] {
+        assert_invalid_token(&layer(), token, "the token is not a well-formed JWT").await;
+    }
 }
 
 #[tokio::test]
@@ -475,6 +475,90 @@ async fn claims_of_the_wrong_shape_are_rejected() {
         "the token's claims are malformed"
     );
     assert_eq!(rec.calls(), 0);
+}
+
+/// RFC 7519 section 2: a NumericDate may carry a fraction; it is compared in whole seconds.
+#[tokio::test]
+async fn numeric_dates_with_fractions_are_checked() {
+    let fresh = mint(&claims_with(|c| {
+        c.insert("exp".into(), json!(now() as f64 + 300.75));
+        c.insert("nbf".into(), json!(now() as f64 - 10.5));
+    }));
+    let (res, calls) = through(&layer(), &fresh).await;
+    assert_eq!((res.status, calls), (StatusCode::OK, 1));
+    let stale = mint(&claims_with(|c| {
+        c.insert("exp".into(), json!(now() as f64 - 3600.25));
+    }));
+    assert_invalid_token(&layer(), &stale, "the token has expired").await;
+}
+
+/// The registered claims have types (RFC 7519 section 4.1): another type is malformed claims,
+/// whatever the claims type `C` would make of it.
+#[tokio::test]
+async fn registered_claims_of_the_wrong_type_are_malformed() {
+    for (name, value) in [
+        ("exp", json!("tomorrow")),
+        ("exp", json!(-5)),
+        ("nbf", json!({"at": 1})),
+        ("iat", json!(true)),
+        ("iss", json!(42)),
+        ("aud", json!([1, 2])),
+        ("sub", json!(["alice"])),
+        ("jti", json!(7)),
+    ] {
+        let token = mint(&claims_with(|c| {
+            c.insert(name.into(), value.clone());
+        }));
+        let loose = JwtAuthLayer::<serde_json::Value>::hs256(SECRET).unwrap();
+        let rec = Recorder::default();
+        let res = read(
+            loose
+                .layer(rec.service())
+                .oneshot(get(Some(&token)))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{name}: {value}");
+        assert_eq!(
+            res.json()["error_description"],
+            "the token's claims are malformed"
+        );
+        assert_eq!(rec.calls(), 0);
+    }
+}
+
+/// An `scp` array element is one scope-token: one with a space inside would smuggle a second
+/// scope past `RequireScope` (security review, finding 8).
+#[tokio::test]
+async fn an_scp_element_with_a_space_is_malformed_not_two_scopes() {
+    let token = mint(&claims_with(|c| {
+        c.remove("scope");
+        c.insert("scp".into(), json!(["todos:read todos:write"]));
+    }));
+    assert_invalid_token(&layer(), &token, "the token's claims are malformed").await;
+    let fine = mint(&claims_with(|c| {
+        c.remove("scope");
+        c.insert("scp".into(), json!(["todos:read", "todos:write"]));
+    }));
+    let rec = Recorder::default();
+    assert_eq!(
+        send(&layer(), &rec, get(Some(&fine))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(rec.last().scopes.unwrap(), ["todos:read", "todos:write"]);
+}
+
+#[tokio::test]
+async fn a_header_naming_alg_twice_is_malformed() {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","alg":"none"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&good_claims()).unwrap());
+    assert_invalid_token(
+        &layer(),
+        &format!("{header}.{payload}.sig"),
+        "the token is not a well-formed JWT",
+    )
+    .await;
 }
 
 #[tokio::test]

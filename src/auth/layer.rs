@@ -170,7 +170,7 @@ impl<C> JwtAuthLayer<C> {
     }
 
     /// Reads the token with `f`, which returns `None` when the request has no token. The
-    /// length limit and the `b64token` syntax check still apply to what it returns.
+    /// length limit still applies to what it returns.
     pub fn token_from_fn<F>(mut self, f: F) -> Self
     where
         F: Fn(&HeaderMap, &Uri) -> Option<String> + Send + Sync + 'static,

@@ -194,6 +194,19 @@ impl Inner {
         let ok = match outcome {
             Ok((keys, ttl)) => {
                 let count = keys.len();
+                // Unchanged keys stay the same keys: tokens cached as verified by them
+                // remain cached across a routine refresh.
+                let current = self.keys.load();
+                let keys = keys
+                    .into_iter()
+                    .map(
+                        |key| match current.keys().iter().find(|old| old.same_as(&key)) {
+                            Some(old) => old.clone(),
+                            None => key,
+                        },
+                    )
+                    .collect();
+                drop(current);
                 match KeySnapshot::new(keys) {
                     Ok(mut snapshot) => {
                         let now = Instant::now();

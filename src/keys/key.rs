@@ -142,6 +142,22 @@ impl VerificationKey {
         self
     }
 
+    /// Whether `other` is this key under another identity: same algorithm, `kid` and key
+    /// material. A refreshed JWKS keeps such keys as they were, so what was verified with
+    /// them (cached tokens, built verifiers) stays valid.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        use jsonwebtoken::DecodingKeyKind::{RsaModulusExponent, SecretOrDer};
+        self.algorithm == other.algorithm
+            && self.kid == other.kid
+            && match (self.key.kind(), other.key.kind()) {
+                (SecretOrDer(a), SecretOrDer(b)) => a == b,
+                (RsaModulusExponent { n, e }, RsaModulusExponent { n: n2, e: e2 }) => {
+                    n == n2 && e == e2
+                }
+                _ => false,
+            }
+    }
+
     /// The one algorithm this key verifies.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm

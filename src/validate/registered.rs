@@ -10,7 +10,10 @@ use serde::{
     de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor},
 };
 
-use crate::{AuthError, Scopes};
+use crate::{
+    AuthError, Scopes,
+    claims::{NumericDate, Str},
+};
 
 /// The registered claims of one payload, each `None` when absent or `null`.
 #[derive(Debug, Default)]
@@ -78,11 +81,6 @@ impl<'de> Deserialize<'de> for StrOrList<'de> {
     }
 }
 
-/// A string borrowed from the payload when it has no escapes.
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct Str<'p>(#[serde(borrow)] Cow<'p, str>);
-
 impl<'p> Registered<'p> {
     /// Reads `payload`, a JSON object. Any registered claim of the wrong type, and any
     /// payload that is not an object, is [`AuthError::InvalidClaims`].
@@ -105,28 +103,6 @@ impl<'de> DeserializeSeed<'de> for Seed<'_> {
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
-    }
-}
-
-/// A NumericDate (RFC 7519 section 2): seconds since the epoch, possibly with a fraction;
-/// whole seconds are kept.
-struct NumericDate(u64);
-
-impl<'de> Deserialize<'de> for NumericDate {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Number {
-            Int(u64),
-            Float(f64),
-        }
-        match Number::deserialize(deserializer)? {
-            Number::Int(n) => Ok(Self(n)),
-            Number::Float(f) if f.is_finite() && f >= 0.0 && f < u64::MAX as f64 => {
-                Ok(Self(f as u64))
-            }
-            Number::Float(_) => Err(D::Error::custom("a NumericDate is a non-negative number")),
-        }
     }
 }
 
@@ -179,7 +155,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
             }
         }
         r.scopes = match scope.or(scp) {
-            Some(StrOrList::One(s)) => Scopes::from_iter(s.split_ascii_whitespace()),
+            Some(StrOrList::One(s)) => Scopes::from_text(&s),
             Some(StrOrList::Many(list)) => {
                 // Each element is one scope-token (RFC 6749 section 3.3): one with a space
                 // inside would smuggle in a second scope.

@@ -304,6 +304,54 @@ fn strip_media_prefix(typ: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{KeySource, StandardClaims, VerificationKey};
+
+    fn validator(capacity: usize) -> Validator<StandardClaims> {
+        let key = VerificationKey::hmac(Algorithm::HS256, &[7; 32]).unwrap();
+        let mut v = Validator::new(KeySource::from(key).0);
+        v.set_cache(capacity);
+        v
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(&[7; 32]).unwrap();
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    }
+
+    fn cache_len(v: &Validator<StandardClaims>) -> usize {
+        v.cache.as_ref().unwrap().len()
+    }
+
+    #[test]
+    fn only_tokens_that_pass_are_cached() {
+        let v = validator(100);
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        for bad in [
+            token(serde_json::json!({"sub": "a"})), // no exp
+            token(serde_json::json!({"exp": 1})),   // expired
+            token(serde_json::json!({"exp": exp, "nbf": exp + 3600})), // not yet valid
+            token(serde_json::json!({"exp": exp})) + "x", // bad signature
+        ] {
+            assert!(matches!(v.check(&bad), Verdict::Invalid(_)));
+        }
+        assert_eq!(cache_len(&v), 0);
+        assert!(matches!(
+            v.check(&token(serde_json::json!({"exp": exp}))),
+            Verdict::Valid(_)
+        ));
+        assert_eq!(cache_len(&v), 1);
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_capacity() {
+        let v = validator(64);
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        for i in 0..1000 {
+            let t = token(serde_json::json!({"exp": exp, "jti": i.to_string()}));
+            assert!(matches!(v.check(&t), Verdict::Valid(_)));
+        }
+        assert!(cache_len(&v) <= 64, "{}", cache_len(&v));
+    }
 
     #[test]
     fn media_type_prefix_is_ignored() {

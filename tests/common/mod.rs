@@ -65,6 +65,8 @@ pub fn fixture(name: &str) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub claims: Option<StandardClaims>,
+    /// The injected extension itself, to tell shared claims from copies.
+    pub shared: Option<Claims<StandardClaims>>,
     pub scopes: Option<Vec<String>>,
 }
 
@@ -85,10 +87,8 @@ impl Recorder {
     + use<B> {
         let seen = self.0.clone();
         tower::service_fn(move |req: Request<B>| {
-            let claims = req
-                .extensions()
-                .get::<Claims<StandardClaims>>()
-                .map(|c| StandardClaims::clone(c));
+            let shared = req.extensions().get::<Claims<StandardClaims>>().cloned();
+            let claims = shared.as_ref().map(|c| StandardClaims::clone(c));
             let scopes = req
                 .extensions()
                 .get::<Scopes>()
@@ -97,7 +97,11 @@ impl Recorder {
                 .as_ref()
                 .and_then(|c: &StandardClaims| c.sub.clone())
                 .unwrap_or_default();
-            seen.lock().unwrap().push(Seen { claims, scopes });
+            seen.lock().unwrap().push(Seen {
+                claims,
+                shared,
+                scopes,
+            });
             async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(sub)))) }
         })
     }
