@@ -185,6 +185,64 @@ async fn rotation_to_a_new_kid_is_picked_up_on_first_sight() {
     assert_eq!(jwks.fetches(), before + 1);
 }
 
+/// With the token cache on: a refresh that serves the same key keeps its tokens cached (the
+/// claims stay shared), one that drops the key ends them.
+#[tokio::test]
+async fn a_jwks_refresh_keeps_cached_tokens_of_unchanged_keys_and_ends_dropped_ones() {
+    let provider = Provider::start().await;
+    let k1 = signer("ed25519.pem", "k1");
+    let k2 = signer("ed25519-b.pem", "k2");
+    provider.with(|s| s.keys = vec![k1.jwk.clone()]);
+    let jwks = source(&provider.jwks_url()).build().unwrap();
+    assert!(jwks.ready().await);
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone())
+        .issuer(ISSUER)
+        .cache(100);
+    let rec = Recorder::default();
+    let send = |token: String| {
+        let svc = tower::Layer::layer(&layer, rec.service());
+        async move {
+            read(
+                tower::ServiceExt::oneshot(svc, get(Some(&token)))
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let t1 = k1.token(ISSUER);
+    assert_eq!(send(t1.clone()).await.status, StatusCode::OK);
+
+    // A refresh (for k2's first token) that still serves k1 unchanged.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    provider.with(|s| s.keys = vec![k1.jwk.clone(), k2.jwk.clone()]);
+    assert_eq!(send(k2.token(ISSUER)).await.status, StatusCode::OK);
+    assert_eq!(send(t1.clone()).await.status, StatusCode::OK);
+    {
+        let seen = rec.0.lock().unwrap();
+        let first = seen[0].shared.as_ref().unwrap();
+        let again = seen[2].shared.as_ref().unwrap();
+        assert!(Arc::ptr_eq(&first.0, &again.0), "still the cached claims");
+    }
+
+    // A refresh that drops k1: its cached token is refused.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    provider.with(|s| s.keys = vec![k2.jwk.clone()]);
+    let k3 = signer("ed25519.pem", "k3"); // an unknown kid triggers the refresh
+    assert_eq!(
+        send(k3.token(ISSUER)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(jwks.kids(), ["k2"]);
+    let res = send(t1).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.json()["error_description"],
+        "the token's key id is not known"
+    );
+    assert_eq!(rec.calls(), 3);
+}
+
 #[tokio::test]
 async fn unknown_kid_flood_causes_at_most_one_fetch_per_cooldown() {
     let provider = Provider::start().await;

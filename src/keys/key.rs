@@ -145,6 +145,7 @@ impl VerificationKey {
     /// Whether `other` is this key under another identity: same algorithm, `kid` and key
     /// material. A refreshed JWKS keeps such keys as they were, so what was verified with
     /// them (cached tokens, built verifiers) stays valid.
+    #[cfg(feature = "jwks")]
     pub(crate) fn same_as(&self, other: &Self) -> bool {
         use jsonwebtoken::DecodingKeyKind::{RsaModulusExponent, SecretOrDer};
         self.algorithm == other.algorithm
