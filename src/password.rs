@@ -23,9 +23,18 @@
 //! # }
 //! ```
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::{
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
+};
 use tokio::sync::{OnceCell, Semaphore};
 
 /// The longest password accepted, in bytes.
@@ -34,7 +43,20 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 /// OWASP's minimum for argon2id: 19 MiB of memory, two passes, one lane.
 const OWASP_MIN: (u32, u32, u32) = (19 * 1024, 2, 1);
 
+/// How many hashes may wait for a free worker, by default, before [`PasswordError::Busy`].
+pub const DEFAULT_MAX_QUEUE: usize = 32;
+
 /// Hashes and verifies passwords off the async executor. Cheap to clone.
+///
+/// A login storm cannot starve the rest of the service:
+///
+/// - at most `cpus - 1` hashes run at once (at least one; see
+///   [`max_concurrent`](Self::max_concurrent)), so one core stays with the request path;
+/// - at most [`max_queue`](Self::max_queue) more wait for a turn; past that a call fails at
+///   once with [`PasswordError::Busy`], which a server answers with `503` and `Retry-After`
+///   instead of queueing without limit;
+/// - each running hash reuses the argon2 memory of a previous one, so memory stays at
+///   `max_concurrent` times `m_cost` however many logins arrive.
 #[derive(Clone)]
 pub struct Passwords {
     inner: Arc<Inner>,
@@ -42,7 +64,13 @@ pub struct Passwords {
 
 struct Inner {
     params: Params,
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
+    max_concurrent: usize,
+    /// Requests waiting for a permit, and how many may.
+    waiting: AtomicUsize,
+    max_queue: usize,
+    /// argon2 working memory, one buffer per hash that ran at once, handed to the next one.
+    memory: Mutex<Vec<Vec<Block>>>,
     /// The hash an unknown user is verified against, made on first use.
     dummy: OnceCell<String>,
 }
@@ -55,6 +83,9 @@ pub enum PasswordError {
     TooLong,
     /// The stored hash is not an argon2 PHC string.
     InvalidHash,
+    /// Every worker is busy and the wait queue is full: try again shortly (a server answers
+    /// `503` with `Retry-After`).
+    Busy,
     /// Parameters below the OWASP minimum, or an internal failure of the hasher.
     Hasher(&'static str),
 }
@@ -66,6 +97,7 @@ impl fmt::Display for PasswordError {
             Self::InvalidHash => {
                 f.write_str("the stored password hash is not a valid argon2 PHC string")
             }
+            Self::Busy => f.write_str("too many password checks are waiting; try again later"),
             Self::Hasher(reason) => write!(f, "password hashing failed: {reason}"),
         }
     }
@@ -80,7 +112,7 @@ impl Default for Passwords {
 }
 
 impl Passwords {
-    /// argon2id at the OWASP minimum, at most as many hashes at once as there are CPUs.
+    /// argon2id at the OWASP minimum.
     pub fn new() -> Self {
         let (m, t, p) = OWASP_MIN;
         Self::with_params(m, t, p).expect("the OWASP parameters are valid")
@@ -98,43 +130,64 @@ impl Passwords {
         let params = Params::new(m_cost, t_cost, p_cost, None)
             .map_err(|_| PasswordError::Hasher("invalid argon2 parameters"))?;
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                params,
-                permits: Arc::new(Semaphore::new(cpus)),
-                dummy: OnceCell::new(),
-            }),
-        })
+        Ok(Self::from_parts(
+            params,
+            (cpus - 1).max(1),
+            DEFAULT_MAX_QUEUE,
+        ))
     }
 
-    /// Runs at most `n` hashes at once (default: the number of CPUs). Each takes
-    /// `m_cost` KiB of memory while it runs.
+    fn from_parts(params: Params, max_concurrent: usize, max_queue: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                params,
+                permits: Semaphore::new(max_concurrent),
+                max_concurrent,
+                waiting: AtomicUsize::new(0),
+                max_queue,
+                memory: Mutex::new(Vec::new()),
+                dummy: OnceCell::new(),
+            }),
+        }
+    }
+
+    /// Runs at most `n` hashes at once (default: one fewer than the CPUs, at least one).
+    /// Each takes `m_cost` KiB of memory, kept for the next hash.
     ///
     /// # Panics
     ///
     /// When `n` is zero.
     pub fn max_concurrent(self, n: usize) -> Self {
         assert!(n > 0, "at least one hash must be allowed to run");
-        let inner = Inner {
-            params: self.inner.params.clone(),
-            permits: Arc::new(Semaphore::new(n)),
-            dummy: OnceCell::new(),
-        };
-        Self {
-            inner: Arc::new(inner),
-        }
+        Self::from_parts(self.inner.params.clone(), n, self.inner.max_queue)
+    }
+
+    /// Lets at most `n` calls wait for a free worker (default [`DEFAULT_MAX_QUEUE`]); one
+    /// more fails at once with [`PasswordError::Busy`].
+    pub fn max_queue(self, n: usize) -> Self {
+        Self::from_parts(self.inner.params.clone(), self.inner.max_concurrent, n)
     }
 
     /// Hashes `password` into a PHC string with a fresh random salt.
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
         check_len(password)?;
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt)
+            .map_err(|_| PasswordError::Hasher("no randomness for a salt"))?;
+        let salt = Salt::new(&salt).map_err(|_| PasswordError::Hasher("invalid salt"))?;
         let params = self.inner.params.clone();
         let password = password.to_owned();
-        self.blocking(move || {
-            argon2id(params)
-                .hash_password(password.as_bytes())
-                .map(|h| h.to_string())
-                .map_err(|_| PasswordError::Hasher("argon2 failed"))
+        self.blocking(move |memory| {
+            let hash = argon2id(memory, password.as_bytes(), &salt, &params)?;
+            let phc = PasswordHash {
+                algorithm: argon2::ARGON2ID_IDENT,
+                version: Some(Version::V0x13.into()),
+                params: ParamsString::try_from(&params)
+                    .map_err(|_| PasswordError::Hasher("invalid argon2 parameters"))?,
+                salt: Some(salt),
+                hash: Some(hash),
+            };
+            Ok(phc.to_string())
         })
         .await
     }
@@ -147,15 +200,21 @@ impl Passwords {
             Some(phc) => (phc.to_owned(), true),
             None => (self.dummy().await?.to_owned(), false),
         };
-        let params = self.inner.params.clone();
         let password = password.to_owned();
         let matched = self
-            .blocking(move || {
-                match argon2id(params).verify_password(password.as_bytes(), phc.as_str()) {
-                    Ok(()) => Ok(true),
-                    Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-                    Err(_) => Err(PasswordError::InvalidHash),
+            .blocking(move |memory| {
+                let stored = PasswordHash::new(&phc).map_err(|_| PasswordError::InvalidHash)?;
+                let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+                    return Err(PasswordError::InvalidHash);
+                };
+                if stored.algorithm != argon2::ARGON2ID_IDENT
+                    || stored.version != Some(Version::V0x13.into())
+                {
+                    return Err(PasswordError::InvalidHash);
                 }
+                let params = Params::try_from(&stored).map_err(|_| PasswordError::InvalidHash)?;
+                // `Output`'s equality is constant-time.
+                Ok(argon2id(memory, password.as_bytes(), salt, &params)? == *expected)
             })
             .await?;
         Ok(matched && known)
@@ -169,29 +228,67 @@ impl Passwords {
             .map(String::as_str)
     }
 
-    /// Runs `f` on the blocking pool once a permit is free.
+    /// Runs `f` on the blocking pool once a permit is free, with a working-memory buffer
+    /// that goes back to the pool afterwards; fails at once when too many already wait.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
+        f: impl FnOnce(&mut Vec<Block>) -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let permit = self
-            .inner
+        let inner = &self.inner;
+        // Count this call as waiting for as long as it has no permit (the guard also
+        // covers a caller that gives up while it waits).
+        if inner.waiting.fetch_add(1, Ordering::AcqRel) >= inner.max_queue {
+            inner.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(PasswordError::Busy);
+        }
+        let waiting = WaitingGuard(&inner.waiting);
+        let permit = inner
             .permits
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .map_err(|_| PasswordError::Hasher("closed"))?;
+        drop(waiting);
+        let _permit = permit;
+        let mut memory = inner.memory.lock().unwrap().pop().unwrap_or_default();
+        let this = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            f()
+            let result = f(&mut memory);
+            this.memory.lock().unwrap().push(memory);
+            result
         })
         .await
         .map_err(|_| PasswordError::Hasher("the hashing task panicked"))?
     }
 }
 
-fn argon2id(params: Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// Takes a call off the waiting count when it gets its permit or is dropped while waiting.
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// argon2id of `password` with `salt` and `params`, in `memory` (grown when too small, and
+/// kept for the next hash: allocating 19 MiB per login fragments the heap of a busy server).
+fn argon2id(
+    memory: &mut Vec<Block>,
+    password: &[u8],
+    salt: &Salt,
+    params: &Params,
+) -> Result<Output, PasswordError> {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = &mut out[..len];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password, salt.as_ref(), out, &mut memory[..blocks])
+        .map_err(|_| PasswordError::Hasher("argon2 failed"))?;
+    Output::new(out).map_err(|_| PasswordError::Hasher("argon2 output"))
 }
 
 fn check_len(password: &str) -> Result<(), PasswordError> {
@@ -209,7 +306,8 @@ impl fmt::Debug for Passwords {
             .field("m_cost", &p.m_cost())
             .field("t_cost", &p.t_cost())
             .field("p_cost", &p.p_cost())
-            .field("available_permits", &self.inner.permits.available_permits())
+            .field("max_concurrent", &self.inner.max_concurrent)
+            .field("max_queue", &self.inner.max_queue)
             .finish()
     }
 }
@@ -272,6 +370,86 @@ mod tests {
             ticks.load(std::sync::atomic::Ordering::Relaxed) > 10,
             "the executor was blocked"
         );
+    }
+
+    #[test]
+    fn one_core_is_left_to_the_request_path() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(Passwords::new().inner.max_concurrent, (cpus - 1).max(1));
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_a_call_is_busy_at_once() {
+        let p = Passwords::new().max_concurrent(1).max_queue(2);
+        // One runs, two wait...
+        let tasks: Vec<_> = (0..3)
+            .map(|i| {
+                let p = p.clone();
+                tokio::spawn(async move { p.hash(&format!("pw{i}")).await })
+            })
+            .collect();
+        while p.inner.waiting.load(Ordering::Acquire) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // ...so a fourth is refused without waiting.
+        assert_eq!(p.verify("pw", None).await, Err(PasswordError::Busy));
+        for task in tasks {
+            assert!(task.await.unwrap().is_ok());
+        }
+        // Once the queue drains, calls are served again.
+        assert!(p.hash("again").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_leaves_the_queue() {
+        let p = Passwords::new().max_concurrent(1).max_queue(1);
+        let running = tokio::spawn({
+            let p = p.clone();
+            async move { p.hash("long").await }
+        });
+        let waiting = tokio::spawn({
+            let p = p.clone();
+            async move { p.hash("waits").await }
+        });
+        while p.inner.waiting.load(Ordering::Acquire) < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(p.inner.waiting.load(Ordering::Acquire), 0);
+        assert!(running.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn working_memory_is_reused_not_reallocated() {
+        let p = Passwords::new().max_concurrent(2);
+        let phc = p.hash("pw").await.unwrap();
+        for _ in 0..3 {
+            let (a, b) = tokio::join!(p.verify("pw", Some(&phc)), p.verify("no", Some(&phc)));
+            assert_eq!((a, b), (Ok(true), Ok(false)));
+        }
+        let buffers = p.inner.memory.lock().unwrap();
+        assert!(
+            buffers.len() <= 2,
+            "{} buffers for 2 workers",
+            buffers.len()
+        );
+        assert!(buffers.iter().all(|b| b.len() == 19 * 1024));
+    }
+
+    #[tokio::test]
+    async fn hashes_are_standard_phc_strings() {
+        use argon2::{PasswordVerifier as _, password_hash::phc::PasswordHash};
+        let p = Passwords::new();
+        let phc = p.hash("wonderland").await.unwrap();
+        // Any argon2 implementation verifies them, and ours verifies theirs.
+        let parsed = PasswordHash::new(&phc).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"wonderland", &parsed)
+                .is_ok()
+        );
+        assert!(p.verify("wonderland", Some(&phc)).await.unwrap());
     }
 
     async fn futures_join(p: &Passwords) -> usize {

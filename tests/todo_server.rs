@@ -312,6 +312,46 @@ async fn repeated_failures_are_throttled_then_expire() {
     );
 }
 
+/// More logins than the password workers and their queue hold: the surplus is refused at
+/// once with `503` and `Retry-After` instead of waiting without bound, and the server keeps
+/// answering everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_storm_past_the_queue_is_503_with_retry_after() {
+    let server = Arc::new(start(config(Duration::from_secs(60))).await);
+    let storm: Vec<_> = (0..100)
+        .map(|i| {
+            let server = server.clone();
+            tokio::spawn(async move { server.login(&format!("nobody-{i}"), "guess").await })
+        })
+        .collect();
+    let (mut refused, mut busy) = (0, 0);
+    for login in storm {
+        let res = login.await.unwrap();
+        match res.status {
+            StatusCode::UNAUTHORIZED => refused += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                assert_eq!(res.headers[header::RETRY_AFTER], "1");
+                assert_eq!(
+                    res.json()["detail"],
+                    "too many logins at once; try again shortly"
+                );
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(refused + busy, 100);
+    assert!(
+        busy > 0 && refused > 0,
+        "{refused} checked, {busy} refused as busy"
+    );
+    // The storm is over: logins are served again.
+    assert_eq!(
+        server.login("alice", "wonderland").await.status,
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn unknown_users_are_throttled_alike() {
     let server = start(config(Duration::from_secs(60))).await;

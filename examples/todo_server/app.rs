@@ -30,7 +30,8 @@ use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSync
 use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
 use tower_jwt_auth::{
     Algorithm, Claims, JwtAuthLayer, RequireScope, StandardClaims, TokenIssuer, TrustedIssuer,
-    jwks::JwksSource, password::Passwords,
+    jwks::JwksSource,
+    password::{PasswordError, Passwords},
 };
 
 use crate::throttle::Throttle;
@@ -55,6 +56,8 @@ pub struct Config {
     pub signing_key: Option<PathBuf>,
     /// An external identity provider whose tokens are trusted too.
     pub external: Option<External>,
+    /// How many validated tokens the layer remembers (0: none).
+    pub token_cache: usize,
 }
 
 /// An identity provider trusted besides this server's own logins.
@@ -69,7 +72,7 @@ pub enum External {
 impl Config {
     /// Reads `TODO_ADDR`, `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_TTL_SECS`,
     /// `LOGIN_MAX_FAILURES`, `LOGIN_LOCKOUT_SECS`, `JWT_SIGNING_KEY`, `OIDC_ISSUER_URL`,
-    /// `JWKS_URL` and `JWKS_ISSUER` through `var`.
+    /// `JWKS_URL`, `JWKS_ISSUER` and `JWT_CACHE_SIZE` through `var`.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let parse = |name: &str, default: u64| -> Result<u64, String> {
             var(name).map_or(Ok(default), |v| {
@@ -115,6 +118,7 @@ impl Config {
             lockout: Duration::from_secs(parse("LOGIN_LOCKOUT_SECS", 60)?.max(1)),
             signing_key: var("JWT_SIGNING_KEY").map(PathBuf::from),
             external,
+            token_cache: parse("JWT_CACHE_SIZE", 10_000)? as usize,
         })
     }
 }
@@ -137,6 +141,7 @@ impl fmt::Debug for Config {
             .field("lockout", &self.lockout)
             .field("signing_key", &self.signing_key)
             .field("external", &self.external)
+            .field("token_cache", &self.token_cache)
             .finish()
     }
 }
@@ -200,7 +205,7 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
     .audience(config.audience.clone())
     .ttl(config.ttl);
     let auth = match &config.external {
-        None => issuer.layer(),
+        None => issuer.layer().cache(config.token_cache),
         Some(external) => {
             let (jwks, external_issuer) = match external {
                 External::Discovery { issuer } => (JwksSource::discover(issuer), issuer.clone()),
@@ -215,6 +220,7 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
             ])
             .map_err(|e| e.to_string())?
             .require_claim("sub")
+            .cache(config.token_cache)
         }
     };
     let passwords = Passwords::new();
@@ -449,6 +455,17 @@ where
             state.throttle.record_failure(&username, ip);
             tracing::info!("login failed");
             error(StatusCode::UNAUTHORIZED, "Invalid username or password")
+        }
+        (_, Err(PasswordError::Busy)) => {
+            // A login storm: refuse quickly rather than queue without limit.
+            tracing::warn!("login refused: every password worker is busy");
+            let mut res = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many logins at once; try again shortly",
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            res
         }
         (_, Err(e)) => {
             tracing::error!(error = %e, "password verification failed");
