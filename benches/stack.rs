@@ -1,0 +1,448 @@
+//! The whole example server under load, over loopback, with no external tool:
+//! `cargo bench --bench stack`.
+//!
+//! The servers run as child processes (this binary started again with `STACK_BENCH_ROLE=server`
+//! and the example's settings in the environment), so their peak memory is their own. The
+//! load generator is a small hyper client: each connection sends its next request as soon as
+//! the previous answer arrived, and every latency goes into an `hdrhistogram`.
+//!
+//! It prints one table (markdown) and, with `STACK_BENCH_JSON=path`, writes the same figures
+//! as JSON for `docs/draw_chart.py`:
+//!
+//! - `public` (`GET /todos`), `protected` (`GET /secure-todos` with a valid HS256 token, token
+//!   cache off) and `protected-cached` (cache on) at 1, 16 and 64 connections;
+//! - `jwks-eddsa` vs `jwks-health`: a server trusting another one's JWKS, with an EdDSA token;
+//! - `protected p99` on 4 connections, calm and while 16 connections storm `POST /login`, and
+//!   the server's peak RSS during the storm.
+//!
+//! `STACK_BENCH_SECS` sets the seconds per measurement (default 3). Figures from one run
+//! compare with each other; the machine is shared and noisy.
+
+#[path = "../examples/todo_server/app.rs"]
+#[allow(dead_code)]
+mod app;
+#[path = "../examples/todo_server/throttle.rs"]
+#[allow(dead_code)]
+mod throttle;
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+fn main() {
+    if std::env::var("STACK_BENCH_ROLE").as_deref() == Ok("server") {
+        return serve();
+    }
+    // `cargo bench --no-run` builds this; `cargo test --benches` would run it: skip there.
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    let secs = std::env::var("STACK_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(Duration::from_secs(secs)));
+}
+
+/// Child mode: the example app on an ephemeral loopback port, configured by the environment
+/// like `cargo run --example todo_server`; prints `LISTENING <addr>` once it accepts.
+fn serve() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = app::Config::from_lookup(|name| std::env::var(name).ok()).unwrap();
+        let state = app::build(&config).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("LISTENING {}", listener.local_addr().unwrap());
+        app::serve(listener, state, std::future::pending()).await;
+    });
+}
+
+/// A server child process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(vars: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .env("STACK_BENCH_ROLE", "server")
+            .env("JWT_SECRET", "stack-bench-secret-of-at-least-32-bytes")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .expect("the server announces its address")
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+
+    /// Peak resident memory since the last [`reset_peak`](Self::reset_peak), in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    /// Linux: writing 5 to `clear_refs` resets the peak-RSS mark to the current RSS.
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
+    async fn login(&self, username: &str, password: &str) -> String {
+        let mut conn = Conn::open(self.addr).await;
+        let (status, body) = conn.send(&login_request(username, password)).await;
+        assert_eq!(status, StatusCode::OK, "login of {username}");
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one request of a scenario looks like (rebuilt for every send).
+#[derive(Clone)]
+struct Shape {
+    method: Method,
+    path: &'static str,
+    headers: Vec<(header::HeaderName, String)>,
+    body: Bytes,
+}
+
+impl Shape {
+    fn get(path: &'static str, token: Option<&str>) -> Self {
+        let headers = token
+            .map(|t| (header::AUTHORIZATION, format!("Bearer {t}")))
+            .into_iter()
+            .collect();
+        Self {
+            method: Method::GET,
+            path,
+            headers,
+            body: Bytes::new(),
+        }
+    }
+
+    fn request(&self) -> Request<Full<Bytes>> {
+        let mut req = Request::builder()
+            .method(self.method.clone())
+            .uri(self.path)
+            .header(header::HOST, "127.0.0.1");
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        req.body(Full::new(self.body.clone())).unwrap()
+    }
+}
+
+fn login_request(username: &str, password: &str) -> Shape {
+    Shape {
+        method: Method::POST,
+        path: "/login",
+        headers: vec![(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".into(),
+        )],
+        body: Bytes::from(format!("username={username}&password={password}")),
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Self { sender }
+    }
+
+    async fn send(&mut self, shape: &Shape) -> (StatusCode, Bytes) {
+        self.sender.ready().await.unwrap();
+        let res = self.sender.send_request(shape.request()).await.unwrap();
+        let status = res.status();
+        (status, res.into_body().collect().await.unwrap().to_bytes())
+    }
+}
+
+/// The figures of one scenario.
+struct Load {
+    requests: u64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// `connections` connections send `shape` back to back for `secs`; every answer must be
+/// `expected`.
+async fn load(
+    addr: SocketAddr,
+    shape: &Shape,
+    expected: StatusCode,
+    connections: usize,
+    time: Duration,
+) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let shape = shape.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut conn = Conn::open(addr).await;
+                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let begin = Instant::now();
+                    let (status, _) = conn.send(&shape).await;
+                    assert_eq!(status, expected, "{} {}", shape.method, shape.path);
+                    hist.record(begin.elapsed().as_micros().max(1) as u64)
+                        .unwrap();
+                }
+                hist
+            })
+        })
+        .collect();
+    let begin = Instant::now();
+    tokio::time::sleep(time).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    for task in tasks {
+        all.add(task.await.unwrap()).unwrap();
+    }
+    let elapsed = begin.elapsed().as_secs_f64();
+    Load {
+        requests: all.len(),
+        rps: all.len() as f64 / elapsed,
+        p50_ms: all.value_at_quantile(0.50) as f64 / 1000.0,
+        p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
+    }
+}
+
+/// Logins with the right password, back to back on `connections` connections, until `stop`.
+fn storm(
+    addr: SocketAddr,
+    connections: usize,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let workers: Vec<_> = (0..connections)
+            .map(|_| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut conn = Conn::open(addr).await;
+                    let shape = login_request("alice", "wonderland");
+                    let mut done = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let (status, _) = conn.send(&shape).await;
+                        assert!(
+                            status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+                            "login storm: {status}"
+                        );
+                        done += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for w in workers {
+            total += w.await.unwrap();
+        }
+        total
+    })
+}
+
+struct Row {
+    scenario: String,
+    connections: usize,
+    load: Load,
+}
+
+async fn run(time: Duration) {
+    let mut rows = Vec::new();
+    let ok = StatusCode::OK;
+
+    // Public, protected and protected-cached, HS256 tokens.
+    let uncached = Server::start(&[("JWT_CACHE_SIZE", "0")]);
+    let cached = Server::start(&[]);
+    let token = uncached.login("alice", "wonderland").await;
+    let cached_token = cached.login("alice", "wonderland").await;
+    for connections in [1, 16, 64] {
+        for (scenario, server, shape) in [
+            ("public", &uncached, Shape::get("/todos", None)),
+            (
+                "protected",
+                &uncached,
+                Shape::get("/secure-todos", Some(&token)),
+            ),
+            (
+                "protected-cached",
+                &cached,
+                Shape::get("/secure-todos", Some(&cached_token)),
+            ),
+        ] {
+            let load = load(server.addr, &shape, ok, connections, time).await;
+            rows.push(Row {
+                scenario: scenario.into(),
+                connections,
+                load,
+            });
+        }
+    }
+    drop(uncached);
+
+    // A server trusting another one's JWKS (EdDSA), with the token cache on.
+    let key = format!("{}/tests/fixtures/ed25519.pem", env!("CARGO_MANIFEST_DIR"));
+    let idp = Server::start(&[("JWT_SIGNING_KEY", &key), ("JWT_ISSUER", "bench-idp")]);
+    let jwks_url = format!("http://{}/.well-known/jwks.json", idp.addr);
+    let relying = Server::start(&[("JWKS_URL", &jwks_url), ("JWKS_ISSUER", "bench-idp")]);
+    let eddsa = idp.login("alice", "wonderland").await;
+    for (scenario, shape) in [
+        ("jwks-health", Shape::get("/health", None)),
+        ("jwks-eddsa", Shape::get("/secure-todos", Some(&eddsa))),
+    ] {
+        let load = load(relying.addr, &shape, ok, 16, time).await;
+        rows.push(Row {
+            scenario: scenario.into(),
+            connections: 16,
+            load,
+        });
+    }
+    drop((idp, relying));
+
+    // Protected p99 on 4 connections, calm, then while 16 connections storm /login.
+    let shape = Shape::get("/secure-todos", Some(&cached_token));
+    let calm = load(cached.addr, &shape, ok, 4, time).await;
+    cached.reset_peak();
+    let stop = Arc::new(AtomicBool::new(false));
+    let storming = storm(cached.addr, 16, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await; // let the storm build up
+    let stormy = load(cached.addr, &shape, ok, 4, time).await;
+    stop.store(true, Ordering::Relaxed);
+    let logins = storming.await.unwrap();
+    let peak = cached.peak_rss_mib();
+    rows.push(Row {
+        scenario: "protected-calm".into(),
+        connections: 4,
+        load: calm,
+    });
+    rows.push(Row {
+        scenario: "protected-login-storm".into(),
+        connections: 4,
+        load: stormy,
+    });
+
+    print_table(&rows, peak, logins, time);
+    if let Ok(path) = std::env::var("STACK_BENCH_JSON") {
+        let json = json!({
+            "seconds_per_measurement": time.as_secs(),
+            "peak_rss_mib_during_storm": peak,
+            "logins_during_storm": logins,
+            "rows": rows.iter().map(|r| json!({
+                "scenario": r.scenario, "connections": r.connections,
+                "requests": r.load.requests, "rps": r.load.rps,
+                "p50_ms": r.load.p50_ms, "p99_ms": r.load.p99_ms,
+            })).collect::<Vec<_>>(),
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+        eprintln!("wrote {path}");
+    }
+}
+
+fn print_table(rows: &[Row], peak: f64, logins: u64, time: Duration) {
+    let find = |scenario: &str, connections: usize| {
+        rows.iter()
+            .find(|r| r.scenario == scenario && r.connections == connections)
+            .map(|r| &r.load)
+    };
+    println!("\n| scenario | connections | req/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.0} | {:.3} | {:.3} |",
+            r.scenario, r.connections, r.load.rps, r.load.p50_ms, r.load.p99_ms
+        );
+    }
+    println!(
+        "\nRatios from this run ({}s per measurement):",
+        time.as_secs()
+    );
+    for connections in [1, 16, 64] {
+        if let (Some(public), Some(p), Some(c)) = (
+            find("public", connections),
+            find("protected", connections),
+            find("protected-cached", connections),
+        ) {
+            println!(
+                "- {connections} connections: protected / public = {:.2}x, protected-cached / public = {:.2}x",
+                p.rps / public.rps,
+                c.rps / public.rps
+            );
+        }
+    }
+    if let (Some(health), Some(eddsa)) = (find("jwks-health", 16), find("jwks-eddsa", 16)) {
+        println!(
+            "- JWKS + EdDSA, cached: /secure-todos / /health = {:.2}x",
+            eddsa.rps / health.rps
+        );
+    }
+    if let (Some(calm), Some(storm)) = (find("protected-calm", 4), find("protected-login-storm", 4))
+    {
+        println!(
+            "- p99 of /secure-todos during a login storm / calm = {:.3} / {:.3} ms = {:.2}x ({logins} logins served)",
+            storm.p99_ms,
+            calm.p99_ms,
+            storm.p99_ms / calm.p99_ms
+        );
+    }
+    println!("- server peak RSS during the storm: {peak:.1} MiB");
+}
