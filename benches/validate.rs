@@ -7,7 +7,9 @@
 //! - `validate/<alg>/layer_cached`: the same with the validated-token cache, token seen before;
 //! - `validate/<alg>/reject_bad_signature`, `validate/<alg>/reject_missing`: the 401 paths;
 //! - `contention/hs256/{1,2}` and `contention/hs256_cached/{1,2}`: one layer shared by one
-//!   and two threads, in requests per second (two threads should reach about twice one).
+//!   and two threads, in requests per second (two threads should reach about twice one);
+//!   `contention/jsonwebtoken/{1,2}`, the raw decode on as many threads, is the machine's
+//!   own scaling to compare with.
 //!
 //! `cargo bench --bench validate`; compare IDs of one run, the machine being shared. Requests
 //! are polled directly with a no-op waker (every future here is ready at once), so no async
@@ -232,21 +234,44 @@ fn bench_validate(c: &mut Criterion) {
     }
 }
 
-/// One layer shared by `threads` threads, each sending the same valid HS256 token; reported
-/// as requests per second so that 1 and 2 threads compare directly.
+/// One layer shared by `threads` threads, each sending its own valid HS256 token (as
+/// different clients do); reported as requests per second so that 1 and 2 threads compare
+/// directly. `contention/jsonwebtoken` runs the raw decode the same way: how far two
+/// threads scale on this machine when nothing at all is shared.
 fn bench_contention(c: &mut Criterion) {
     let hs256 = keys().remove(0);
-    let good = token(hs256.alg, &hs256.signer);
+    let tokens: Vec<String> = (0..2).map(|_| token(hs256.alg, &hs256.signer)).collect();
     let plain = layer(&hs256.verification);
-    for (name, layer) in [
-        ("hs256", plain.clone()),
-        ("hs256_cached", plain.cache(10_000)),
-    ] {
+    let mut validation = Validation::new(hs256.alg);
+    validation.set_issuer(&["todo-server"]);
+    validation.set_audience(&["todo-api"]);
+    let decode_once = |token: &str| {
+        black_box(decode::<StandardClaims>(token, &hs256.decoding, &validation).unwrap());
+    };
+    let mut group = c.benchmark_group("contention/jsonwebtoken");
+    for threads in [1, 2] {
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_function(threads.to_string(), |b| {
+            b.iter_custom(|iters| run_threads(threads, iters, &tokens, |_| (), |_, t| decode_once(t)))
+        });
+    }
+    group.finish();
+    for (name, layer) in [("hs256", plain.clone()), ("hs256_cached", plain.cache(10_000))] {
         let mut group = c.benchmark_group(format!("contention/{name}"));
         for threads in [1, 2] {
             group.throughput(Throughput::Elements(threads as u64));
             group.bench_function(threads.to_string(), |b| {
-                b.iter_custom(|iters| run_threads(threads, iters, &layer, &good))
+                b.iter_custom(|iters| {
+                    run_threads(
+                        threads,
+                        iters,
+                        &tokens,
+                        |_| layer.layer(noop()),
+                        |svc, token| {
+                            black_box(status(svc, request(Some(token))));
+                        },
+                    )
+                })
             });
         }
         group.finish();
@@ -254,24 +279,26 @@ fn bench_contention(c: &mut Criterion) {
 }
 
 /// `iters` requests (each built in the loop, as `no_auth` shows what that costs) on each of
-/// `threads` threads at once; the wall time of the slowest.
-fn run_threads(
+/// `threads` threads at once, thread `i` sending `tokens[i]`; the wall time of the slowest.
+fn run_threads<S>(
     threads: usize,
     iters: u64,
-    layer: &JwtAuthLayer<StandardClaims>,
-    token: &str,
+    tokens: &[String],
+    setup: impl Fn(usize) -> S + Sync,
+    one: impl Fn(&mut S, &str) + Sync,
 ) -> Duration {
     let start = Barrier::new(threads + 1);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let mut svc = layer.layer(noop());
-                let start = &start;
+            .map(|i| {
+                let (start, setup, one) = (&start, &setup, &one);
+                let token = tokens[i].as_str();
                 scope.spawn(move || {
+                    let mut state = setup(i);
                     start.wait();
                     let begin = Instant::now();
                     for _ in 0..iters {
-                        black_box(status(&mut svc, request(Some(token))));
+                        one(&mut state, token);
                     }
                     begin.elapsed()
                 })
