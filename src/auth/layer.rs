@@ -180,7 +180,7 @@ impl<C> JwtAuthLayer<C> {
     }
 
     /// Replaces the RFC 6750 rejection response; the handler still receives the typed
-    /// [`AuthError`].
+    /// [`AuthError`](crate::AuthError).
     pub fn on_rejection(mut self, handler: impl OnRejection) -> Self {
         self.config_mut().rejecter.set_handler(handler);
         self

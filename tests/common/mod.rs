@@ -88,7 +88,7 @@ impl Recorder {
         let seen = self.0.clone();
         tower::service_fn(move |req: Request<B>| {
             let shared = req.extensions().get::<Claims<StandardClaims>>().cloned();
-            let claims = shared.as_ref().map(|c| StandardClaims::clone(c));
+            let claims: Option<StandardClaims> = shared.as_deref().cloned();
             let scopes = req
                 .extensions()
                 .get::<Scopes>()
