@@ -252,11 +252,16 @@ fn bench_contention(c: &mut Criterion) {
     for threads in [1, 2] {
         group.throughput(Throughput::Elements(threads as u64));
         group.bench_function(threads.to_string(), |b| {
-            b.iter_custom(|iters| run_threads(threads, iters, &tokens, |_| (), |_, t| decode_once(t)))
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, &tokens, |_| (), |_, t| decode_once(t))
+            })
         });
     }
     group.finish();
-    for (name, layer) in [("hs256", plain.clone()), ("hs256_cached", plain.cache(10_000))] {
+    for (name, layer) in [
+        ("hs256", plain.clone()),
+        ("hs256_cached", plain.cache(10_000)),
+    ] {
         let mut group = c.benchmark_group(format!("contention/{name}"));
         for threads in [1, 2] {
             group.throughput(Throughput::Elements(threads as u64));

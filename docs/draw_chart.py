@@ -38,7 +38,7 @@ def bar_panel(x0, y0, width, title, groups, unit, log=False):
     top = max(values) if values else 1
     low = min(values) if values else 1
     label_w, bar_h, gap = 150, 14, 10
-    plot_w = width - label_w - 90
+    plot_w = width - label_w - 210  # room for the value labels
 
     def scale(v):
         if v <= 0:

@@ -10,7 +10,8 @@
 //! Settings come from the environment, each with a safe default: `TODO_ADDR`
 //! (`127.0.0.1:3000`), `JWT_SECRET` (at least 32 bytes; random per process when unset),
 //! `JWT_ISSUER` (`todo-server`), `JWT_AUDIENCE` (`todo-api`), `JWT_TTL_SECS` (`1800`),
-//! `LOGIN_MAX_FAILURES` (`10`), `LOGIN_LOCKOUT_SECS` (`60`), and `RUST_LOG` for the log level.
+//! `LOGIN_MAX_FAILURES` (`10`), `LOGIN_LOCKOUT_SECS` (`60`), `JWT_CACHE_SIZE` (`10000` validated
+//! tokens remembered; `0` for none), and `RUST_LOG` for the log level.
 //!
 //! Beyond one server: `JWT_SIGNING_KEY` (a PEM private key: Ed25519, P-256 or RSA) signs login
 //! tokens with that key and publishes the public key at `GET /.well-known/jwks.json`, so other
