@@ -105,6 +105,13 @@ impl StandardClaims {
             .split_ascii_whitespace()
     }
 
+    /// Who the token is about: the pair (`iss`, `sub`), `None` without either. `sub` is unique
+    /// only within its issuer (OpenID Connect Core 5.7): a service that trusts several issuers
+    /// must key users by the pair, or one provider's `alice` is another's.
+    pub fn principal(&self) -> Option<(&str, &str)> {
+        Some((self.iss.as_deref()?, self.sub.as_deref()?))
+    }
+
     /// Whether the token's audience includes `aud`.
     pub fn has_audience(&self, aud: &str) -> bool {
         match &self.aud {

@@ -47,6 +47,10 @@ pub enum AuthError {
     InvalidIssuer,
     /// The token's `aud` is missing or names none of the configured audiences.
     InvalidAudience,
+    /// The token names an audience and the layer has none configured (nor accepts any).
+    UnexpectedAudience,
+    /// The token was issued longer ago than the layer's maximum age (or has no `iat`).
+    TooOld,
     /// The token's `typ` header is missing or is not the configured one.
     InvalidType,
     /// A claim the configuration requires is missing.
@@ -103,6 +107,11 @@ impl AuthError {
             Self::NotYetValid => "the token is not valid yet",
             Self::InvalidIssuer => "the token's issuer is not accepted",
             Self::InvalidAudience => "the token is not intended for this audience",
+            Self::UnexpectedAudience => {
+                "the token names an audience and this service is configured with none \
+                 (configure `audience`, or `any_audience` to accept any)"
+            }
+            Self::TooOld => "the token was issued too long ago",
             Self::InvalidType => "the token's type is not accepted",
             Self::MissingClaim(name) => {
                 return Cow::Owned(format!("the token lacks the required claim `{name}`"));
@@ -218,6 +227,8 @@ pub enum ConfigError {
     DuplicateKeyId,
     /// A realm, scope or type is not visible ASCII, or a scope contains a space.
     InvalidValue(&'static str),
+    /// A duration or size outside what the setting allows.
+    OutOfRange(&'static str),
 }
 
 impl fmt::Display for ConfigError {
@@ -231,6 +242,7 @@ impl fmt::Display for ConfigError {
             Self::NoKeys => f.write_str("no verification key was configured"),
             Self::DuplicateKeyId => f.write_str("two keys share one `kid`"),
             Self::InvalidValue(what) => write!(f, "invalid configuration value: {what}"),
+            Self::OutOfRange(what) => write!(f, "configuration value out of range: {what}"),
         }
     }
 }

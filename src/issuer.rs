@@ -13,7 +13,8 @@
 //!     .unwrap()
 //!     .issuer("todo-server")
 //!     .audience("todo-api")
-//!     .ttl(Duration::from_secs(1800));
+//!     .ttl(Duration::from_secs(1800))
+//!     .unwrap();
 //! let token = issuer.issue("alice", "todos:read").unwrap();
 //! assert_eq!(token.expires_in, 1800);
 //! let layer = issuer.layer::<StandardClaims>(); // checks exactly what `issue` produces
@@ -26,7 +27,10 @@ use jsonwebtoken::{
 };
 use serde::Serialize;
 
-use crate::{ConfigError, JwtAuthLayer, VerificationKey, keys::check_hmac_secret};
+use crate::{ConfigError, JwtAuthLayer, TrustedIssuer, VerificationKey, keys::check_hmac_secret};
+
+/// The longest lifetime [`TokenIssuer::ttl`] accepts.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The `typ` of issued tokens: JWT access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -175,10 +179,16 @@ impl TokenIssuer {
         self
     }
 
-    /// How long issued tokens live (default 30 minutes).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
+    /// How long issued tokens live (default 30 minutes): at least a second, at most
+    /// [`MAX_TTL`] (an access token that outlives a day is a credential, not a session).
+    pub fn ttl(mut self, ttl: Duration) -> Result<Self, ConfigError> {
+        if ttl < Duration::from_secs(1) || ttl > MAX_TTL {
+            return Err(ConfigError::OutOfRange(
+                "the token lifetime must be between 1 second and 24 hours",
+            ));
+        }
         self.ttl = ttl;
-        self
+        Ok(self)
     }
 
     /// The public key as a JWK with its RFC 7638 thumbprint as `kid`, for publishing in a JWKS;
@@ -203,7 +213,7 @@ impl TokenIssuer {
             aud: &self.audience,
             sub: subject,
             iat,
-            exp: iat + self.ttl.as_secs(),
+            exp: iat.saturating_add(self.ttl.as_secs()),
             jti: id.iter().map(|b| format!("{b:02x}")).collect(),
             scope,
         };
@@ -222,6 +232,18 @@ impl TokenIssuer {
     /// The key that verifies this issuer's tokens.
     pub fn verification_key(&self) -> &VerificationKey {
         &self.verification
+    }
+
+    /// This issuer as one of several a layer trusts
+    /// ([`JwtAuthLayer::trusting`](crate::JwtAuthLayer::trusting)), with the same checks as
+    /// [`layer`](Self::layer): key, `iss`, `aud` and `typ` = `at+jwt`.
+    pub fn trusted(&self) -> TrustedIssuer {
+        let mut trusted = TrustedIssuer::new(self.issuer.clone(), self.verification.clone())
+            .typ(ACCESS_TOKEN_TYPE);
+        if !self.audience.is_empty() {
+            trusted = trusted.audience(self.audience.clone());
+        }
+        trusted
     }
 
     /// A layer that accepts exactly this issuer's tokens: same key and algorithm, `iss`, `aud`,

@@ -30,7 +30,7 @@
 //! let auth = JwtAuthLayer::<StandardClaims>::hs256(secret)? // a weak secret is an error
 //!     .issuer("todo-server")
 //!     .audience("todo-api")
-//!     .leeway(Duration::from_secs(30));
+//!     .leeway(Duration::from_secs(30))?;
 //! let app = ServiceBuilder::new()
 //!     .layer(auth)
 //!     .layer(RequireScope::all(["todos:read"]))
@@ -92,10 +92,10 @@ pub use auth::{JwtAuth, JwtAuthLayer};
 pub use authorize::{Authorize, AuthorizeLayer, RequireClaims, RequireScope, Requirement, require};
 pub use claims::{Audience, Claims, Scopes, StandardClaims};
 pub use error::{AuthError, ConfigError};
-pub use issuer::TokenIssuer;
+pub use issuer::{MAX_TTL, TokenIssuer};
 pub use jsonwebtoken::{self, Algorithm};
 pub use keys::{KeySet, KeySource, VerificationKey};
 pub use rejection::OnRejection;
 pub use token::DEFAULT_MAX_TOKEN_LEN;
 pub use trust::TrustedIssuer;
-pub use validate::DEFAULT_LEEWAY;
+pub use validate::{DEFAULT_LEEWAY, MAX_LEEWAY};

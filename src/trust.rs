@@ -27,7 +27,9 @@ pub struct TrustedIssuer {
     pub(crate) issuer: String,
     pub(crate) keys: KeySource,
     pub(crate) audiences: Vec<String>,
+    pub(crate) any_audience: bool,
     pub(crate) algorithms: Option<Vec<Algorithm>>,
+    pub(crate) typ: Option<String>,
 }
 
 impl TrustedIssuer {
@@ -37,13 +39,31 @@ impl TrustedIssuer {
             issuer: issuer.into(),
             keys: keys.into(),
             audiences: Vec::new(),
+            any_audience: false,
             algorithms: None,
+            typ: None,
         }
     }
 
-    /// Requires this audience (call again to accept several). Without one, any `aud` passes.
+    /// Requires this audience (call again to accept several). Without one, a token that
+    /// names an audience is refused, unless [`any_audience`](Self::any_audience) is set.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// Accepts this issuer's tokens whatever audience they name (when no
+    /// [`audience`](Self::audience) is configured).
+    pub fn any_audience(mut self) -> Self {
+        self.any_audience = true;
+        self
+    }
+
+    /// Requires this `typ` header of this issuer's tokens, e.g. `at+jwt` (RFC 9068) for
+    /// access tokens. Each issuer has its own: many identity providers type their access
+    /// tokens `JWT`, and then the audience is what keeps their ID tokens out.
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
         self
     }
 

@@ -158,7 +158,7 @@ async fn keys_from_jwk_verify_like_keys_from_pem() {
         jwk.common.key_id = Some("k1".into());
         let key = VerificationKey::from_jwk(&jwk).unwrap();
         assert_eq!((key.algorithm(), key.kid()), (alg, Some("k1")));
-        let layer = JwtAuthLayer::<StandardClaims>::new(key);
+        let layer = JwtAuthLayer::<StandardClaims>::new(key).audience(AUDIENCE);
         let mut header = Header::new(alg);
         header.kid = Some("k1".into());
         let token = mint_with(&header, &good_claims(), &signer);
@@ -179,7 +179,7 @@ async fn key_set_picks_by_kid_and_rejects_unknown_kid() {
             .with_kid("ed-1"),
     ])
     .unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys.clone());
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys.clone()).audience(AUDIENCE);
     let with_kid = |alg, kid: &str, key: &EncodingKey| {
         let mut header = Header::new(alg);
         header.kid = Some(kid.into());

@@ -188,14 +188,14 @@ async fn leeway_accepts_a_token_just_expired() {
     });
     let rec = Recorder::default();
     let res = send(
-        &layer().leeway(Duration::from_secs(30)),
+        &layer().leeway(Duration::from_secs(30)).unwrap(),
         &rec,
         get(Some(&mint(&claims))),
     )
     .await;
     assert_eq!(res.status, StatusCode::OK);
     let res = send(
-        &layer().leeway(Duration::ZERO),
+        &layer().leeway(Duration::ZERO).unwrap(),
         &rec,
         get(Some(&mint(&claims))),
     )
@@ -280,15 +280,33 @@ async fn audience_list_containing_ours_is_accepted() {
     );
 }
 
+/// RFC 7519 section 4.1.3: a recipient that does not find itself in `aud` must reject the
+/// token. A layer without a configured audience accepts only tokens without one, unless it
+/// explicitly accepts any (security review, finding 6: `aud: "billing-api"` used to pass).
 #[tokio::test]
-async fn without_configured_issuer_and_audience_any_are_accepted() {
-    let claims = json!({"sub": "alice", "iss": "anyone", "aud": "anything", "exp": now() + 60});
-    let rec = Recorder::default();
+async fn without_a_configured_audience_a_token_naming_one_is_refused() {
+    let for_billing =
+        json!({"sub": "alice", "iss": "anyone", "aud": "billing-api", "exp": now() + 60});
     let layer = JwtAuthLayer::hs256(SECRET).unwrap();
-    assert_eq!(
-        send(&layer, &rec, get(Some(&mint(&claims)))).await.status,
-        StatusCode::OK
-    );
+    assert_invalid_token(
+        &layer,
+        &mint(&for_billing),
+        "the token names an audience and this service is configured with none \
+         (configure `audience`, or `any_audience` to accept any)",
+    )
+    .await;
+    let rec = Recorder::default();
+    for claims in [
+        json!({"sub": "alice", "iss": "anyone", "exp": now() + 60}),
+        json!({"sub": "alice", "aud": [], "exp": now() + 60}),
+    ] {
+        let res = send(&layer, &rec, get(Some(&mint(&claims)))).await;
+        assert_eq!(res.status, StatusCode::OK, "{claims}");
+    }
+    let any = JwtAuthLayer::hs256(SECRET).unwrap().any_audience();
+    let res = send(&any, &rec, get(Some(&mint(&for_billing)))).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(rec.calls(), 3);
 }
 
 #[tokio::test]
@@ -459,7 +477,9 @@ async fn claims_of_the_wrong_shape_are_rejected() {
         sub: String,
         tenant: String,
     }
-    let layer = JwtAuthLayer::<Strict>::hs256(SECRET).unwrap();
+    let layer = JwtAuthLayer::<Strict>::hs256(SECRET)
+        .unwrap()
+        .audience(AUDIENCE);
     let rec = Recorder::default();
     let res = read(
         layer
@@ -559,6 +579,106 @@ async fn a_header_naming_alg_twice_is_malformed() {
         "the token is not a well-formed JWT",
     )
     .await;
+}
+
+/// Security review, finding 10: settings that would break the clock arithmetic (a leeway of
+/// `Duration::MAX` used to panic every request) are refused when the layer is built.
+#[test]
+fn leeway_ttl_and_max_age_are_bounded_at_build_time() {
+    let err = |r: Result<JwtAuthLayer<StandardClaims>, ConfigError>| r.err();
+    assert!(matches!(
+        err(layer().leeway(Duration::MAX)),
+        Some(ConfigError::OutOfRange(_))
+    ));
+    assert!(err(layer().leeway(tower_jwt_auth::MAX_LEEWAY)).is_none());
+    assert!(matches!(
+        err(layer().max_age(Duration::ZERO)),
+        Some(ConfigError::OutOfRange(_))
+    ));
+    let issuer = || tower_jwt_auth::TokenIssuer::hs256(SECRET).unwrap();
+    for ttl in [Duration::ZERO, Duration::from_secs(u64::MAX), Duration::MAX] {
+        assert!(matches!(issuer().ttl(ttl), Err(ConfigError::OutOfRange(_))));
+    }
+    assert!(issuer().ttl(tower_jwt_auth::MAX_TTL).is_ok());
+}
+
+/// The optional maximum age: `iat` required, not in the future beyond the leeway, not older
+/// than the bound.
+#[tokio::test]
+async fn max_age_refuses_old_future_and_undated_tokens() {
+    let strict = layer()
+        .leeway(Duration::ZERO)
+        .unwrap()
+        .max_age(Duration::from_secs(60))
+        .unwrap();
+    let at = |iat: Option<u64>| {
+        mint(&claims_with(|c| match iat {
+            Some(iat) => {
+                c.insert("iat".into(), json!(iat));
+            }
+            None => {
+                c.remove("iat");
+            }
+        }))
+    };
+    assert_invalid_token(
+        &strict,
+        &at(Some(now() - 120)),
+        "the token was issued too long ago",
+    )
+    .await;
+    assert_invalid_token(
+        &strict,
+        &at(Some(now() + 120)),
+        "the token is not valid yet",
+    )
+    .await;
+    assert_invalid_token(
+        &strict,
+        &at(None),
+        "the token lacks the required claim `iat`",
+    )
+    .await;
+    let (res, calls) = through(&strict, &at(Some(now() - 5))).await;
+    assert_eq!((res.status, calls), (StatusCode::OK, 1));
+}
+
+/// Security review, finding 5: each trusted issuer has its own `typ` requirement.
+#[tokio::test]
+async fn each_trusted_issuer_checks_its_own_typ() {
+    use tower_jwt_auth::{Algorithm as Alg, TrustedIssuer};
+    let other_secret = [9u8; 32];
+    let layer = JwtAuthLayer::<StandardClaims>::trusting([
+        TrustedIssuer::new(ISSUER, VerificationKey::hmac(Alg::HS256, SECRET).unwrap())
+            .audience(AUDIENCE)
+            .typ("at+jwt"),
+        TrustedIssuer::new(
+            "partner",
+            VerificationKey::hmac(Alg::HS256, &other_secret).unwrap(),
+        )
+        .audience(AUDIENCE),
+    ])
+    .unwrap();
+    let typed = |typ: Option<&str>, iss: &str, secret: &[u8]| {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = typ.map(String::from);
+        let claims = claims_with(|c| {
+            c.insert("iss".into(), json!(iss));
+        });
+        mint_with(&header, &claims, &EncodingKey::from_secret(secret).unwrap())
+    };
+    // Ours: `at+jwt` only.
+    assert_invalid_token(
+        &layer,
+        &typed(Some("JWT"), ISSUER, SECRET),
+        "the token's type is not accepted",
+    )
+    .await;
+    let (res, _) = through(&layer, &typed(Some("application/at+jwt"), ISSUER, SECRET)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    // The partner's: no `typ` requirement.
+    let (res, _) = through(&layer, &typed(Some("JWT"), "partner", &other_secret)).await;
+    assert_eq!(res.status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -98,7 +98,7 @@ async fn a_changed_token_never_hits() {
 
 #[tokio::test]
 async fn a_cached_token_expires_at_exp_plus_leeway() {
-    let layer = cached().leeway(Duration::from_secs(1));
+    let layer = cached().leeway(Duration::from_secs(1)).unwrap();
     let rec = Recorder::default();
     let exp = now() + 1;
     let token = mint(&claims_with(|c| {
@@ -114,7 +114,7 @@ async fn a_cached_token_expires_at_exp_plus_leeway() {
 
 #[tokio::test]
 async fn a_rejection_is_never_cached() {
-    let layer = cached().leeway(Duration::ZERO);
+    let layer = cached().leeway(Duration::ZERO).unwrap();
     let rec = Recorder::default();
     let nbf = now() + 1;
     let token = mint(&claims_with(|c| {
@@ -137,7 +137,9 @@ async fn rotating_the_key_out_ends_its_cached_tokens() {
             .with_kid(kid)
     };
     let keys = KeySet::new([key(SECRET, "old"), key(&[7; 32], "next")]).unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys.clone()).cache(100);
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys.clone())
+        .audience(AUDIENCE)
+        .cache(100);
     let rec = Recorder::default();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("old".into());
@@ -210,6 +212,7 @@ async fn a_changed_configuration_does_not_inherit_cached_tokens() {
 async fn many_tokens_stay_within_capacity_and_are_all_accepted() {
     let layer = JwtAuthLayer::<StandardClaims>::hs256(SECRET)
         .unwrap()
+        .audience(AUDIENCE)
         .cache(8);
     let rec = Recorder::default();
     for i in 0..200 {

@@ -196,6 +196,7 @@ async fn a_jwks_refresh_keeps_cached_tokens_of_unchanged_keys_and_ends_dropped_o
     let jwks = source(&provider.jwks_url()).build().unwrap();
     assert!(jwks.ready().await);
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone())
+        .audience(AUDIENCE)
         .issuer(ISSUER)
         .cache(100);
     let rec = Recorder::default();
@@ -254,7 +255,7 @@ async fn unknown_kid_flood_causes_at_most_one_fetch_per_cooldown() {
         .unwrap();
     assert!(jwks.ready().await);
     let hits_before = provider.with(|s| s.jwks_hits);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone());
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone()).audience(AUDIENCE);
 
     // 200 concurrent requests, each with a random kid, arriving after the cooldown started.
     let attacker = signer("ed25519-b.pem", "x");
@@ -296,7 +297,7 @@ async fn unknown_kid_flood_after_cooldown_coalesces_into_one_fetch() {
     // A slow provider keeps the one refresh in flight while the flood arrives.
     provider.with(|s| s.delay = Duration::from_millis(200));
     let hits_before = provider.with(|s| s.jwks_hits);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone());
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone()).audience(AUDIENCE);
     let attacker = signer("ed25519-b.pem", "x");
     let tasks: Vec<_> = (0..100)
         .map(|i| {
@@ -330,7 +331,7 @@ async fn provider_down_after_start_keeps_serving_cached_keys() {
         .build()
         .unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone());
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone()).audience(AUDIENCE);
     provider.with(|s| s.up = false);
     let before = provider.with(|s| s.jwks_hits);
     // Past the TTL: the background refresher tries, fails, and the cached key still serves.
@@ -353,7 +354,7 @@ async fn keys_staler_than_allowed_answer_503_until_the_provider_is_back() {
         .build()
         .unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks);
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).audience(AUDIENCE);
     provider.with(|s| s.up = false);
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let res = send(&layer, &k1.token(ISSUER)).await;
@@ -378,7 +379,7 @@ async fn provider_down_at_start_then_up() {
     });
     // The service starts anyway.
     let jwks = source(&provider.jwks_url()).build().unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone());
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone()).audience(AUDIENCE);
     let res = send(&layer, &k1.token(ISSUER)).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.retry_after.clone(), Some("5".into()));
@@ -400,7 +401,7 @@ async fn slow_provider_hits_the_timeout() {
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks);
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).audience(AUDIENCE);
     // The request is answered (503) well before the provider would have answered.
     let res = tokio::time::timeout(Duration::from_secs(5), send(&layer, &k1.token(ISSUER)))
         .await
@@ -418,7 +419,9 @@ async fn discovery_finds_the_jwks_and_refuses_a_mismatched_issuer() {
         .build()
         .unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).issuer(provider.url.clone());
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks)
+        .audience(AUDIENCE)
+        .issuer(provider.url.clone());
     assert_eq!(
         status(&layer, &k1.token(&provider.url)).await,
         StatusCode::OK
@@ -440,7 +443,7 @@ async fn discovery_finds_the_jwks_and_refuses_a_mismatched_issuer() {
         0,
         "the JWKS of a mismatched issuer is never fetched"
     );
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks);
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).audience(AUDIENCE);
     assert_eq!(
         status(&layer, &k1.token(&evil.url)).await,
         StatusCode::SERVICE_UNAVAILABLE
@@ -456,7 +459,7 @@ async fn hmac_keys_in_a_jwks_are_not_trusted_by_default() {
     });
     let jwks = source(&provider.jwks_url()).build().unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks);
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).audience(AUDIENCE);
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("h".into());
     let token = mint_with(
@@ -538,7 +541,7 @@ async fn a_custom_client_replaces_the_built_in_one() {
         .unwrap();
     assert!(jwks.ready().await);
     assert_eq!(*seen.lock().unwrap(), ["https://idp.invalid/keys"]);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks);
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).audience(AUDIENCE);
     assert_eq!(status(&layer, &k1.token(ISSUER)).await, StatusCode::OK);
 }
 

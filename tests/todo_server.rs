@@ -681,6 +681,98 @@ async fn signing_key_tokens_are_published_and_trusted_by_another_server() {
     );
 }
 
+/// Two servers: A signs with Ed25519 and publishes its JWKS; B signs its own tokens and also
+/// trusts A. Returns (A, B).
+async fn provider_and_relying_server() -> (Server, Server) {
+    let pem = format!("{}/tests/fixtures/ed25519.pem", env!("CARGO_MANIFEST_DIR"));
+    let a = start(config_with(&[
+        ("JWT_SIGNING_KEY", pem.as_str()),
+        ("JWT_ISSUER", "auth-a"),
+    ]))
+    .await;
+    let jwks_url = format!("http://{}/.well-known/jwks.json", a.addr);
+    let b = start(config_with(&[
+        ("JWT_SECRET", SECRET),
+        ("JWT_ISSUER", "service-b"),
+        ("JWKS_URL", jwks_url.as_str()),
+        ("JWKS_ISSUER", "auth-a"),
+    ]))
+    .await;
+    (a, b)
+}
+
+/// Security review, finding 1: a user is (`iss`, `sub`). A's `alice` is not B's `alice`: she
+/// neither sees nor deletes the todos of B's own alice, and the reverse.
+#[tokio::test]
+async fn the_same_sub_from_another_issuer_is_another_user() {
+    let (a, b) = provider_and_relying_server().await;
+    let local = b.token("alice", "wonderland").await;
+    let foreign = a.token("alice", "wonderland").await;
+
+    let created = b.create(&local, "local alice's").await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json()["id"].to_string();
+
+    let res = b.get("/secure-todos", Some(&foreign)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json(), json!([]), "A's alice sees nothing of B's alice");
+    assert_eq!(b.delete(&foreign, &id).await.status, StatusCode::NOT_FOUND);
+
+    assert_eq!(
+        b.create(&foreign, "A's alice's").await.status,
+        StatusCode::CREATED
+    );
+    let mine = b.get("/secure-todos", Some(&local)).await.json();
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine[0]["title"], "local alice's");
+    assert_eq!(b.delete(&local, &id).await.status, StatusCode::NO_CONTENT);
+}
+
+/// Security review, finding 5: with an external provider trusted too, the server's own
+/// tokens are still required to be `at+jwt` (as in single-issuer mode).
+#[tokio::test]
+async fn own_tokens_must_be_at_jwt_in_multi_issuer_mode_too() {
+    let (_a, b) = provider_and_relying_server().await;
+    let claims = json!({
+        "sub": "alice", "iss": "service-b", "aud": "todo-api",
+        "iat": get_current_timestamp(), "exp": get_current_timestamp() + 60,
+        "scope": "todos:read",
+    });
+    let typed_jwt = encode(
+        &Header::new(Algorithm::HS256), // `typ: JWT`
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let res = b.get("/secure-todos", Some(&typed_jwt)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.json()["error_description"],
+        "the token's type is not accepted"
+    );
+    let access_token = forge(claims, SECRET.as_bytes());
+    assert_eq!(
+        b.get("/secure-todos", Some(&access_token)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn todos_per_user_are_capped() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let token = server.token("alice", "wonderland").await;
+    for i in 0..app::MAX_TODOS_PER_USER {
+        let res = server.create(&token, &format!("todo {i}")).await;
+        assert_eq!(res.status, StatusCode::CREATED);
+    }
+    let res = server.create(&token, "one too many").await;
+    assert_eq!(res.status, StatusCode::CONFLICT);
+    assert_eq!(
+        res.json()["detail"],
+        "too many todos: delete some before adding more"
+    );
+}
+
 #[test]
 fn external_provider_configuration() {
     let c = config_with(&[("OIDC_ISSUER_URL", "https://idp.example/realms/x")]);

@@ -36,6 +36,12 @@ use tower_jwt_auth::{
 
 use crate::throttle::Throttle;
 
+/// Who owns a todo: the token's (`iss`, `sub`).
+type Owner = (String, String);
+
+/// The most todos one user may keep.
+pub const MAX_TODOS_PER_USER: usize = 1000;
+
 /// The largest request body accepted (login forms and todos are tiny).
 pub const MAX_BODY: usize = 16 * 1024;
 /// The longest todo title accepted, in characters.
@@ -58,6 +64,8 @@ pub struct Config {
     pub external: Option<External>,
     /// How many validated tokens the layer remembers (0: none).
     pub token_cache: usize,
+    /// The `typ` required of the external provider's tokens (`EXTERNAL_TOKEN_TYP`), if any.
+    pub external_typ: Option<String>,
 }
 
 /// An identity provider trusted besides this server's own logins.
@@ -95,8 +103,11 @@ impl Config {
             None => None,
         };
         let ttl = parse("JWT_TTL_SECS", 1800)?;
-        if ttl == 0 {
-            return Err("JWT_TTL_SECS must be positive".into());
+        if ttl == 0 || ttl > tower_jwt_auth::MAX_TTL.as_secs() {
+            return Err(format!(
+                "JWT_TTL_SECS must be between 1 and {} (24 hours), got {ttl}",
+                tower_jwt_auth::MAX_TTL.as_secs()
+            ));
         }
         let max_login_failures = parse("LOGIN_MAX_FAILURES", 10)?.clamp(1, 10) as u32;
         let external = match (var("OIDC_ISSUER_URL"), var("JWKS_URL"), var("JWKS_ISSUER")) {
@@ -119,6 +130,7 @@ impl Config {
             signing_key: var("JWT_SIGNING_KEY").map(PathBuf::from),
             external,
             token_cache: parse("JWT_CACHE_SIZE", 10_000)? as usize,
+            external_typ: var("EXTERNAL_TOKEN_TYP"),
         })
     }
 }
@@ -142,6 +154,7 @@ impl fmt::Debug for Config {
             .field("signing_key", &self.signing_key)
             .field("external", &self.external)
             .field("token_cache", &self.token_cache)
+            .field("external_typ", &self.external_typ)
             .finish()
     }
 }
@@ -164,7 +177,9 @@ struct State {
     auth: JwtAuthLayer<StandardClaims>,
     passwords: Passwords,
     users: HashMap<&'static str, User>,
-    todos: Mutex<HashMap<String, Vec<Todo>>>,
+    /// Each user's todos. A user is the pair (`iss`, `sub`): `sub` is unique only within its
+    /// issuer (OpenID Connect Core 5.7), and this server trusts more than one issuer.
+    todos: Mutex<HashMap<Owner, Vec<Todo>>>,
     next_id: AtomicU64,
     throttle: Throttle,
 }
@@ -203,7 +218,8 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
     }
     .issuer(config.issuer.clone())
     .audience(config.audience.clone())
-    .ttl(config.ttl);
+    .ttl(config.ttl)
+    .map_err(|e| e.to_string())?;
     let auth = match &config.external {
         None => issuer.layer().cache(config.token_cache),
         Some(external) => {
@@ -213,14 +229,17 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
             };
             let jwks = jwks.build().map_err(|e| e.to_string())?;
             tracing::info!(issuer = %external_issuer, "also trusting an external identity provider");
-            JwtAuthLayer::trusting([
-                TrustedIssuer::new(config.issuer.clone(), issuer.verification_key().clone())
-                    .audience(config.audience.clone()),
-                TrustedIssuer::new(external_issuer, jwks).audience(config.audience.clone()),
-            ])
-            .map_err(|e| e.to_string())?
-            .require_claim("sub")
-            .cache(config.token_cache)
+            // Our own tokens keep every check of `issuer.layer()` (`typ` = `at+jwt` too); the
+            // provider's are typed as configured, and the audience keeps its ID tokens out.
+            let mut provider =
+                TrustedIssuer::new(external_issuer, jwks).audience(config.audience.clone());
+            if let Some(typ) = &config.external_typ {
+                provider = provider.typ(typ.clone());
+            }
+            JwtAuthLayer::trusting([issuer.trusted(), provider])
+                .map_err(|e| e.to_string())?
+                .require_claim("sub")
+                .cache(config.token_cache)
         }
     };
     let passwords = Passwords::new();
@@ -483,8 +502,7 @@ fn read_routes<B>(state: &State, req: Request<B>) -> Response<Body> {
         .extensions()
         .get::<Claims<StandardClaims>>()
         .expect("behind JwtAuthLayer");
-    // `sub` is required by the layer (`TokenIssuer::layer`), so it is always there.
-    let sub = claims.sub.as_deref().unwrap_or_default();
+    let owner = owner(claims);
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/me") => json_response(StatusCode::OK, &**claims),
         (&Method::GET, "/secure-todos") => {
@@ -492,7 +510,7 @@ fn read_routes<B>(state: &State, req: Request<B>) -> Response<Body> {
                 .todos
                 .lock()
                 .unwrap()
-                .get(sub)
+                .get(&owner)
                 .cloned()
                 .unwrap_or_default();
             json_response(StatusCode::OK, &todos)
@@ -513,14 +531,12 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    // Only the subject is needed past the body read; the claims stay in the request.
-    let sub = req
-        .extensions()
-        .get::<Claims<StandardClaims>>()
-        .expect("behind JwtAuthLayer")
-        .sub
-        .clone()
-        .unwrap_or_default();
+    // Only the owner is needed past the body read; the claims stay in the request.
+    let owner = owner(
+        req.extensions()
+            .get::<Claims<StandardClaims>>()
+            .expect("behind JwtAuthLayer"),
+    );
     let path = req.uri().path().to_owned();
     Ok(match (req.method().clone(), path.as_str()) {
         (Method::POST, "/secure-todos") => {
@@ -541,18 +557,21 @@ where
                     "the title must have 1 to 200 characters",
                 ));
             }
+            let mut todos = state.todos.lock().unwrap();
+            let mine = todos.entry(owner).or_default();
+            if mine.len() >= MAX_TODOS_PER_USER {
+                return Ok(error(
+                    StatusCode::CONFLICT,
+                    "too many todos: delete some before adding more",
+                ));
+            }
             let todo = Todo {
                 id: state.next_id.fetch_add(1, Ordering::Relaxed),
                 title: title.to_owned(),
                 done: false,
             };
-            state
-                .todos
-                .lock()
-                .unwrap()
-                .entry(sub)
-                .or_default()
-                .push(todo.clone());
+            mine.push(todo.clone());
+            drop(todos);
             let mut res = json_response(StatusCode::CREATED, &todo);
             let location = HeaderValue::try_from(format!("/secure-todos/{}", todo.id))
                 .expect("digits are a valid header");
@@ -562,7 +581,7 @@ where
         (Method::DELETE, p) if p.starts_with("/secure-todos/") => {
             let id = p["/secure-todos/".len()..].parse::<u64>().ok();
             let mut todos = state.todos.lock().unwrap();
-            let mine = todos.get_mut(&sub);
+            let mine = todos.get_mut(&owner);
             match (id, mine) {
                 (Some(id), Some(list)) if list.iter().any(|t| t.id == id) => {
                     list.retain(|t| t.id != id);
@@ -576,6 +595,13 @@ where
         }
         _ => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     })
+}
+
+/// The owner of the request's todos. The layer requires `sub`, and `iss` (it picks the
+/// issuer, or is configured), so both are there.
+fn owner(claims: &StandardClaims) -> Owner {
+    let (iss, sub) = claims.principal().unwrap_or_default();
+    (iss.to_owned(), sub.to_owned())
 }
 
 fn public_todos() -> serde_json::Value {

@@ -99,8 +99,8 @@ impl<C> JwtAuthLayer<C> {
     }
 
     /// Accepts tokens for this audience (`aud`). Call it again to accept several. Once an
-    /// audience is configured, a token without `aud` is rejected; without one, any `aud` is
-    /// accepted.
+    /// audience is configured, a token without `aud` is rejected; without one, a token that
+    /// names any audience is rejected unless [`any_audience`](Self::any_audience) is set.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.config_mut().validator.add_audience(audience.into());
         self
@@ -113,9 +113,26 @@ impl<C> JwtAuthLayer<C> {
         self
     }
 
-    /// The clock skew allowed when checking `exp` and `nbf` (default 30 seconds).
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.config_mut().validator.set_leeway(leeway);
+    /// The clock skew allowed when checking `exp`, `nbf` and `iat` (default 30 seconds, at
+    /// most [`MAX_LEEWAY`](crate::MAX_LEEWAY)).
+    pub fn leeway(mut self, leeway: Duration) -> Result<Self, ConfigError> {
+        self.config_mut().validator.set_leeway(leeway)?;
+        Ok(self)
+    }
+
+    /// Refuses tokens issued more than `max_age` ago, or in the future (beyond the leeway):
+    /// `iat` becomes required. For services that want a bound on how long a token lives,
+    /// whatever `exp` its issuer chose.
+    pub fn max_age(mut self, max_age: Duration) -> Result<Self, ConfigError> {
+        self.config_mut().validator.set_max_age(max_age)?;
+        Ok(self)
+    }
+
+    /// Accepts tokens whatever audience they name, when no [`audience`](Self::audience) is
+    /// configured. Without this, such a layer refuses every token that carries `aud` (RFC 7519
+    /// section 4.1.3: a recipient must find itself in the audience).
+    pub fn any_audience(mut self) -> Self {
+        self.config_mut().validator.accept_any_audience();
         self
     }
 
@@ -126,7 +143,9 @@ impl<C> JwtAuthLayer<C> {
     }
 
     /// Rejects tokens whose `typ` header is not `typ` (compared case-insensitively, with or
-    /// without the `application/` prefix), e.g. `at+jwt` for RFC 9068 access tokens.
+    /// without the `application/` prefix), e.g. `at+jwt` for RFC 9068 access tokens. On a
+    /// layer built with [`trusting`](Self::trusting), this applies to every issuer; set it per
+    /// issuer with [`TrustedIssuer::typ`] instead.
     pub fn typ(mut self, typ: &str) -> Self {
         self.config_mut().validator.set_typ(typ);
         self

@@ -33,7 +33,7 @@
 //! let auth = JwtAuthLayer::<StandardClaims>::hs256(secret)?
 //!     .issuer("todo-server")
 //!     .audience("todo-api")
-//!     .leeway(Duration::from_secs(30));
+//!     .leeway(Duration::from_secs(30))?;
 //!
 //! let svc = ServiceBuilder::new().layer(auth).service(service_fn(|req: Request<Full<Bytes>>| async move {
 //!     let claims = req.extensions().get::<Claims<StandardClaims>>().expect("set by JwtAuth");

@@ -13,6 +13,6 @@ mod policy;
 mod registered;
 mod validator;
 
-pub use policy::DEFAULT_LEEWAY;
+pub use policy::{DEFAULT_LEEWAY, MAX_LEEWAY};
 pub(crate) use registered::is_scope_token;
 pub(crate) use validator::{Validated, Validator, Verdict};

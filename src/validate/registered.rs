@@ -42,6 +42,10 @@ pub(crate) enum StrOrList<'p> {
 }
 
 impl StrOrList<'_> {
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self, Self::Many(list) if list.is_empty())
+    }
+
     pub(crate) fn contains_any(&self, accepted: &[String]) -> bool {
         self.iter().any(|item| accepted.iter().any(|a| a == item))
     }

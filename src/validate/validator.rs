@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use super::{
     cache::{Entry, TokenCache},
     jws::Jws,
-    policy::{ALL_ALGORITHMS, Policy},
+    policy::{ALL_ALGORITHMS, MAX_LEEWAY, Policy, strip_media_prefix},
     registered::Registered,
 };
 use crate::{
@@ -61,7 +61,6 @@ pub(crate) struct Validator<C> {
     by_issuer: Option<HashMap<String, usize>>,
     /// Claims that must be present (and not `null`).
     required: Vec<Arc<str>>,
-    typ: Option<Box<str>>,
     pub(crate) max_token_len: usize,
     cache: Option<TokenCache<C>>,
 }
@@ -81,7 +80,9 @@ impl<C> Validator<C> {
             let mut policy = Policy::new(trusted.keys.0);
             policy.issuers = vec![trusted.issuer.clone()];
             policy.audiences = trusted.audiences;
+            policy.any_audience = trusted.any_audience;
             policy.algorithms = trusted.algorithms;
+            policy.typ = trusted.typ.as_deref().map(|t| strip_media_prefix(t).into());
             if by_issuer.insert(trusted.issuer, policies.len()).is_some() {
                 return Err(ConfigError::InvalidValue("an issuer is trusted twice"));
             }
@@ -95,7 +96,6 @@ impl<C> Validator<C> {
             policies,
             by_issuer,
             required: Vec::new(),
-            typ: None,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             cache: None,
         }
@@ -124,9 +124,33 @@ impl<C> Validator<C> {
         }
     }
 
-    pub(crate) fn set_leeway(&mut self, leeway: Duration) {
+    pub(crate) fn set_leeway(&mut self, leeway: Duration) -> Result<(), ConfigError> {
+        if leeway > MAX_LEEWAY {
+            return Err(ConfigError::OutOfRange(
+                "the leeway must be at most 10 minutes",
+            ));
+        }
         for policy in &mut self.policies {
             policy.leeway = leeway.as_secs();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_max_age(&mut self, max_age: Duration) -> Result<(), ConfigError> {
+        if max_age.is_zero() {
+            return Err(ConfigError::OutOfRange(
+                "the maximum token age must be positive",
+            ));
+        }
+        for policy in &mut self.policies {
+            policy.max_age = Some(max_age.as_secs().max(1));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn accept_any_audience(&mut self) {
+        for policy in &mut self.policies {
+            policy.any_audience = true;
         }
     }
 
@@ -137,7 +161,9 @@ impl<C> Validator<C> {
     }
 
     pub(crate) fn set_typ(&mut self, typ: &str) {
-        self.typ = Some(strip_media_prefix(typ).into());
+        for policy in &mut self.policies {
+            policy.typ = Some(strip_media_prefix(typ).into());
+        }
     }
 
     pub(crate) fn set_cache(&mut self, capacity: usize) {
@@ -239,12 +265,7 @@ impl<C: DeserializeOwned> Validator<C> {
         };
         jws.verify(header.alg, key)?;
 
-        if let Some(expected) = &self.typ {
-            let typ = header.typ.as_deref().map(strip_media_prefix);
-            if !typ.is_some_and(|t| t.eq_ignore_ascii_case(expected)) {
-                return Err(AuthError::InvalidType.into());
-            }
-        }
+        policy.check_typ(header.typ.as_deref())?;
         let registered = registered?;
         if let Some(missing) = registered.missing.clone() {
             return Err(match &*missing {
@@ -274,7 +295,6 @@ impl<C> Clone for Validator<C> {
             policies: self.policies.clone(),
             by_issuer: self.by_issuer.clone(),
             required: self.required.clone(),
-            typ: self.typ.clone(),
             max_token_len: self.max_token_len,
             cache: self.cache.clone(),
         }
@@ -286,18 +306,9 @@ impl<C> fmt::Debug for Validator<C> {
         f.debug_struct("Validator")
             .field("policies", &self.policies)
             .field("required", &self.required)
-            .field("typ", &self.typ)
             .field("max_token_len", &self.max_token_len)
             .field("cache", &self.cache)
             .finish()
-    }
-}
-
-/// `application/at+jwt` and `at+jwt` name the same type (RFC 7515 section 4.1.9).
-fn strip_media_prefix(typ: &str) -> &str {
-    match typ.get(..12) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
-        _ => typ,
     }
 }
 
@@ -351,12 +362,5 @@ mod tests {
             assert!(matches!(v.check(&t), Verdict::Valid(_)));
         }
         assert!(cache_len(&v) <= 64, "{}", cache_len(&v));
-    }
-
-    #[test]
-    fn media_type_prefix_is_ignored() {
-        assert_eq!(strip_media_prefix("application/at+jwt"), "at+jwt");
-        assert_eq!(strip_media_prefix("Application/AT+JWT"), "AT+JWT");
-        assert_eq!(strip_media_prefix("JWT"), "JWT");
     }
 }
