@@ -29,7 +29,7 @@ const SECRET: &str = "todo-server-test-secret-of-32-bytes!!";
 
 fn config(lockout: Duration) -> app::Config {
     let mut config = config_with(&[("JWT_SECRET", SECRET)]);
-    config.lockout = lockout;
+    config.throttle.lockout = lockout;
     config
 }
 
@@ -107,6 +107,22 @@ impl Server {
             Method::POST,
             "/login",
             &[("content-type", "application/x-www-form-urlencoded")],
+            form,
+        )
+        .await
+    }
+
+    /// A login that a proxy forwarded for `client`.
+    async fn login_via_proxy(&self, username: &str, password: &str, client: &str) -> Reply {
+        let form =
+            serde_urlencoded::to_string([("username", username), ("password", password)]).unwrap();
+        self.send(
+            Method::POST,
+            "/login",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-forwarded-for", client),
+            ],
             form,
         )
         .await
@@ -348,6 +364,163 @@ async fn a_login_storm_past_the_queue_is_503_with_retry_after() {
     // The storm is over: logins are served again.
     assert_eq!(
         server.login("alice", "wonderland").await.status,
+        StatusCode::OK
+    );
+}
+
+/// Security review, finding 2: an attempt counts before its password is checked, so 40
+/// concurrent guesses from one address get at most the budget of 10 verifications, and the
+/// right password among them is no way around the lockout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_guesses_gets_no_more_than_the_budget() {
+    let server = Arc::new(start(config(Duration::from_secs(60))).await);
+    let guesses: Vec<_> = (0..40)
+        .map(|i| {
+            let server = server.clone();
+            let password = if i == 39 { "wonderland" } else { "guess" };
+            tokio::spawn(async move { server.login("alice", password).await.status })
+        })
+        .collect();
+    let mut verified = 0;
+    for guess in guesses {
+        match guess.await.unwrap() {
+            StatusCode::TOO_MANY_REQUESTS => {}
+            StatusCode::OK | StatusCode::UNAUTHORIZED => verified += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(verified <= 10, "{verified} guesses were verified");
+    assert_eq!(
+        server.login("alice", "wonderland").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// Security review, finding 3: repeated lockouts of one (user, client) grow.
+#[tokio::test]
+async fn lockouts_of_the_same_client_back_off() {
+    let server = start(config(Duration::from_secs(1))).await;
+    let retry_after = |res: &Reply| -> u64 {
+        res.headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for _ in 0..10 {
+        server.login("alice", "nope").await;
+    }
+    let first = server.login("alice", "nope").await;
+    assert_eq!(first.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry_after(&first), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..10 {
+        assert_eq!(
+            server.login("alice", "nope").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let second = server.login("alice", "nope").await;
+    assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        retry_after(&second),
+        2,
+        "the second lockout is twice the first"
+    );
+}
+
+/// `X-Forwarded-For` names the client only when a configured proxy sent it: otherwise
+/// anyone could pick a fresh address for every guess.
+#[tokio::test]
+async fn forwarded_for_counts_only_from_trusted_proxies() {
+    // No trusted proxy: every guess counts against the peer, whatever the header says.
+    let server = start(config(Duration::from_secs(60))).await;
+    for i in 0..10 {
+        let res = server
+            .login_via_proxy("alice", "nope", &format!("203.0.113.{i}"))
+            .await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    }
+    let res = server
+        .login_via_proxy("alice", "wonderland", "203.0.113.99")
+        .await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Behind a trusted proxy each client has its own budget, and a client's neighbours
+    // in the same IPv6 /64 share it.
+    let server = start(config_with(&[
+        ("JWT_SECRET", SECRET),
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+    ]))
+    .await;
+    for i in 0..10 {
+        let client = format!("2001:db8::{i:x}");
+        assert_eq!(
+            server
+                .login_via_proxy("alice", "nope", &client)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let res = server
+        .login_via_proxy("alice", "wonderland", "2001:db8::ffff")
+        .await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "same /64");
+    let res = server
+        .login_via_proxy("alice", "wonderland", "2001:db8:0:1::1")
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "another /64");
+    let res = server
+        .login_via_proxy("alice", "wonderland", "198.51.100.1")
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "another client");
+}
+
+/// Distributed guessing is bounded per account, but the owner's own address, where she
+/// logged in before, is not locked out by strangers.
+#[tokio::test]
+async fn the_account_budget_bounds_distributed_guessing_but_spares_the_owner() {
+    let server = start(config_with(&[
+        ("JWT_SECRET", SECRET),
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+        ("LOGIN_ACCOUNT_MAX_FAILURES", "20"),
+    ]))
+    .await;
+    let home = "198.51.100.7";
+    assert_eq!(
+        server
+            .login_via_proxy("alice", "wonderland", home)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A botnet: 20 addresses, one guess each (far under each address's own budget).
+    for i in 0..20 {
+        let res = server
+            .login_via_proxy("alice", "guess", &format!("203.0.113.{i}"))
+            .await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password from a new address is refused now...
+    let res = server
+        .login_via_proxy("alice", "wonderland", "203.0.113.200")
+        .await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers.contains_key(header::RETRY_AFTER));
+    // ...but not from home, nor for another account.
+    assert_eq!(
+        server
+            .login_via_proxy("alice", "wonderland", home)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .login_via_proxy("bob", "builder", "203.0.113.200")
+            .await
+            .status,
         StatusCode::OK
     );
 }

@@ -34,7 +34,7 @@ use tower_jwt_auth::{
     password::{PasswordError, Passwords},
 };
 
-use crate::throttle::Throttle;
+use crate::throttle::{self, Throttle, client_address};
 
 /// Who owns a todo: the token's (`iss`, `sub`).
 type Owner = (String, String);
@@ -55,8 +55,10 @@ pub struct Config {
     pub issuer: String,
     pub audience: String,
     pub ttl: Duration,
-    pub max_login_failures: u32,
-    pub lockout: Duration,
+    /// Login throttling: budgets per (user, client) and per account, lockouts with backoff.
+    pub throttle: throttle::Policy,
+    /// Peers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`; none by default).
+    pub trusted_proxies: Vec<IpAddr>,
     /// A PEM private key (Ed25519, P-256 or RSA) to sign with instead of the HMAC secret;
     /// its public half is published at `/.well-known/jwks.json`.
     pub signing_key: Option<PathBuf>,
@@ -79,7 +81,9 @@ pub enum External {
 
 impl Config {
     /// Reads `TODO_ADDR`, `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_TTL_SECS`,
-    /// `LOGIN_MAX_FAILURES`, `LOGIN_LOCKOUT_SECS`, `JWT_SIGNING_KEY`, `OIDC_ISSUER_URL`,
+    /// `LOGIN_MAX_FAILURES`, `LOGIN_LOCKOUT_SECS`, `LOGIN_MAX_LOCKOUT_SECS`,
+    /// `LOGIN_ACCOUNT_MAX_FAILURES`, `LOGIN_ACCOUNT_WINDOW_SECS`, `TRUSTED_PROXIES`,
+    /// `JWT_SIGNING_KEY`, `OIDC_ISSUER_URL`,
     /// `JWKS_URL`, `JWKS_ISSUER` and `JWT_CACHE_SIZE` through `var`.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let parse = |name: &str, default: u64| -> Result<u64, String> {
@@ -109,7 +113,32 @@ impl Config {
                 tower_jwt_auth::MAX_TTL.as_secs()
             ));
         }
-        let max_login_failures = parse("LOGIN_MAX_FAILURES", 10)?.clamp(1, 10) as u32;
+        let lockout = Duration::from_secs(parse("LOGIN_LOCKOUT_SECS", 60)?.clamp(1, 86_400));
+        let throttle = throttle::Policy {
+            max_failures: parse("LOGIN_MAX_FAILURES", 10)?.clamp(1, 10) as u32,
+            lockout,
+            max_lockout: Duration::from_secs(
+                parse("LOGIN_MAX_LOCKOUT_SECS", 3600)?.clamp(1, 86_400),
+            )
+            .max(lockout),
+            account_max_failures: parse("LOGIN_ACCOUNT_MAX_FAILURES", 100)?.clamp(1, 100_000)
+                as u32,
+            account_window: Duration::from_secs(
+                parse("LOGIN_ACCOUNT_WINDOW_SECS", 3600)?.clamp(1, 86_400),
+            ),
+        };
+        let trusted_proxies = match var("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<IpAddr>()
+                        .map_err(|_| format!("TRUSTED_PROXIES must list IP addresses, got {s:?}"))
+                })
+                .collect::<Result<_, _>>()?,
+        };
         let external = match (var("OIDC_ISSUER_URL"), var("JWKS_URL"), var("JWKS_ISSUER")) {
             (Some(_), Some(_), _) => return Err("set OIDC_ISSUER_URL or JWKS_URL, not both".into()),
             (Some(issuer), None, _) => Some(External::Discovery { issuer }),
@@ -125,8 +154,8 @@ impl Config {
             issuer: var("JWT_ISSUER").unwrap_or_else(|| "todo-server".into()),
             audience: var("JWT_AUDIENCE").unwrap_or_else(|| "todo-api".into()),
             ttl: Duration::from_secs(ttl),
-            max_login_failures,
-            lockout: Duration::from_secs(parse("LOGIN_LOCKOUT_SECS", 60)?.max(1)),
+            throttle,
+            trusted_proxies,
             signing_key: var("JWT_SIGNING_KEY").map(PathBuf::from),
             external,
             token_cache: parse("JWT_CACHE_SIZE", 10_000)? as usize,
@@ -149,8 +178,8 @@ impl fmt::Debug for Config {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("ttl", &self.ttl)
-            .field("max_login_failures", &self.max_login_failures)
-            .field("lockout", &self.lockout)
+            .field("throttle", &self.throttle)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("signing_key", &self.signing_key)
             .field("external", &self.external)
             .field("token_cache", &self.token_cache)
@@ -182,6 +211,7 @@ struct State {
     todos: Mutex<HashMap<Owner, Vec<Todo>>>,
     next_id: AtomicU64,
     throttle: Throttle,
+    trusted_proxies: Vec<IpAddr>,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -264,7 +294,8 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
         users,
         todos: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
-        throttle: Throttle::new(config.max_login_failures, config.lockout),
+        throttle: Throttle::new(config.throttle.clone()),
+        trusted_proxies: config.trusted_proxies.clone(),
     })))
 }
 
@@ -393,7 +424,12 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let ip: Option<IpAddr> = req.extensions().get::<SocketAddr>().map(SocketAddr::ip);
+    // The throttle's client: the peer, or what a trusted proxy says the client was.
+    let peer = req
+        .extensions()
+        .get::<SocketAddr>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), SocketAddr::ip);
+    let client = client_address(peer, req.headers(), &state.trusted_proxies);
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -438,17 +474,21 @@ where
         );
     }
 
-    if let Some(wait) = state.throttle.locked_for(&username, ip) {
-        tracing::info!("login throttled");
-        let mut res = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed logins; try again later",
-        );
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return res;
-    }
+    // Counted before the password is checked: a burst cannot outrun the budget.
+    let attempt = match state.throttle.begin(&username, client) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            tracing::info!("login throttled");
+            let mut res = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; try again later",
+            );
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return res;
+        }
+    };
 
     let user = state.users.get(username.as_str());
     // An unknown user is verified against a dummy hash: same time, same answer.
@@ -458,7 +498,7 @@ where
         .await;
     match (user, verified) {
         (Some(user), Ok(true)) => {
-            state.throttle.record_success(&username, ip);
+            attempt.succeeded();
             match state.issuer.issue(&username, user.scope) {
                 Ok(token) => {
                     tracing::info!(user = %username, "login succeeded");
@@ -471,12 +511,15 @@ where
             }
         }
         (_, Ok(_)) => {
-            state.throttle.record_failure(&username, ip);
+            // Already counted when it was admitted.
+            drop(attempt);
             tracing::info!("login failed");
             error(StatusCode::UNAUTHORIZED, "Invalid username or password")
         }
         (_, Err(PasswordError::Busy)) => {
-            // A login storm: refuse quickly rather than queue without limit.
+            // A login storm: refuse quickly rather than queue without limit. The password
+            // was not checked, so the attempt does not count.
+            attempt.refund();
             tracing::warn!("login refused: every password worker is busy");
             let mut res = error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -487,6 +530,7 @@ where
             res
         }
         (_, Err(e)) => {
+            attempt.refund();
             tracing::error!(error = %e, "password verification failed");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
