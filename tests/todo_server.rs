@@ -946,6 +946,151 @@ async fn todos_per_user_are_capped() {
     );
 }
 
+/// Security review, finding 9: a client that sends half a request head, or idles on a
+/// keep-alive connection, is disconnected after `HEADER_READ_TIMEOUT_SECS`.
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(config_with(&[
+        ("JWT_SECRET", SECRET),
+        ("HEADER_READ_TIMEOUT_SECS", "1"),
+    ]))
+    .await;
+    let closed_within = |mut stream: tokio::net::TcpStream, limit: Duration| async move {
+        let mut buf = vec![0; 4096];
+        tokio::time::timeout(limit, async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    };
+    // Half a header, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(slow, Duration::from_secs(5)).await,
+        "half-sent header kept open"
+    );
+    // One request, then an idle keep-alive connection.
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(idle, Duration::from_secs(5)).await,
+        "idle connection kept open"
+    );
+}
+
+/// At most `MAX_CONNECTIONS` connections are served at once; the next waits for a slot.
+#[tokio::test]
+async fn open_connections_are_capped() {
+    let server = start(config_with(&[
+        ("JWT_SECRET", SECRET),
+        ("MAX_CONNECTIONS", "2"),
+    ]))
+    .await;
+    let held: Vec<_> = futures_open(server.addr, 2).await;
+    let third = tokio::spawn({
+        let url = format!("http://{}/health", server.addr);
+        let client = server.client.clone();
+        async move {
+            let req = Request::get(url).body(Full::default()).unwrap();
+            client.request(req).await.unwrap().status()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served while two were open"
+    );
+    drop(held);
+    let status = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Opens `n` HTTP/1.1 connections, each with one request served, and keeps them open.
+async fn futures_open(
+    addr: SocketAddr,
+    n: usize,
+) -> Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get("/health")
+            .header("host", "x")
+            .body(Full::default())
+            .unwrap();
+        assert_eq!(
+            sender.send_request(req).await.unwrap().status(),
+            StatusCode::OK
+        );
+        held.push(sender);
+    }
+    held
+}
+
+/// HTTP/2 with prior knowledge (h2c) on the same port, token and all.
+#[tokio::test]
+async fn h2c_requests_with_a_token_are_served() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let token = server.token("alice", "wonderland").await;
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://{}/secure-todos", server.addr))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "[]");
+    let req = Request::get(format!("http://{}/secure-todos", server.addr))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(
+        sender.send_request(req).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Security review, finding 9: a `JWT_SECRET` that is not UTF-8 stops the server instead of
+/// being replaced by a random secret.
+#[test]
+fn a_secret_that_is_not_utf8_refuses_to_start() {
+    use std::os::unix::ffi::OsStringExt;
+    let err = app::Config::from_os_lookup(|name| {
+        (name == "JWT_SECRET").then(|| std::ffi::OsString::from_vec(vec![0xff; 40]))
+    })
+    .unwrap_err();
+    assert_eq!(err, "JWT_SECRET is not valid UTF-8; refusing to start");
+    assert!(
+        app::Config::from_os_lookup(|name| (name == "JWT_SECRET").then(|| SECRET.into())).is_ok()
+    );
+}
+
 #[test]
 fn external_provider_configuration() {
     let c = config_with(&[("OIDC_ISSUER_URL", "https://idp.example/realms/x")]);

@@ -8,6 +8,7 @@
 use std::{
     collections::HashMap,
     convert::Infallible,
+    ffi::OsString,
     fmt,
     future::Future,
     net::{IpAddr, SocketAddr},
@@ -22,10 +23,14 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
 use tower_jwt_auth::{
@@ -59,6 +64,8 @@ pub struct Config {
     pub throttle: throttle::Policy,
     /// Peers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`; none by default).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Connection limits (`HEADER_READ_TIMEOUT_SECS`, `MAX_CONNECTIONS`).
+    pub limits: Limits,
     /// A PEM private key (Ed25519, P-256 or RSA) to sign with instead of the HMAC secret;
     /// its public half is published at `/.well-known/jwks.json`.
     pub signing_key: Option<PathBuf>,
@@ -80,11 +87,33 @@ pub enum External {
 }
 
 impl Config {
+    /// Reads the process environment. A setting that is not valid UTF-8 stops the server: a
+    /// `JWT_SECRET` that cannot be read must never be replaced by a random one in silence.
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_os_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Like [`from_lookup`](Self::from_lookup), with raw environment values.
+    pub fn from_os_lookup(var: impl Fn(&str) -> Option<OsString>) -> Result<Self, String> {
+        let unreadable = std::cell::Cell::new(None);
+        let config = Self::from_lookup(|name| {
+            let value = var(name)?;
+            value
+                .into_string()
+                .map_err(|_| unreadable.set(Some(name.to_owned())))
+                .ok()
+        });
+        match unreadable.take() {
+            Some(name) => Err(format!("{name} is not valid UTF-8; refusing to start")),
+            None => config,
+        }
+    }
+
     /// Reads `TODO_ADDR`, `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_TTL_SECS`,
     /// `LOGIN_MAX_FAILURES`, `LOGIN_LOCKOUT_SECS`, `LOGIN_MAX_LOCKOUT_SECS`,
     /// `LOGIN_ACCOUNT_MAX_FAILURES`, `LOGIN_ACCOUNT_WINDOW_SECS`, `TRUSTED_PROXIES`,
-    /// `JWT_SIGNING_KEY`, `OIDC_ISSUER_URL`,
-    /// `JWKS_URL`, `JWKS_ISSUER` and `JWT_CACHE_SIZE` through `var`.
+    /// `HEADER_READ_TIMEOUT_SECS`, `MAX_CONNECTIONS`, `JWT_SIGNING_KEY`, `OIDC_ISSUER_URL`,
+    /// `JWKS_URL`, `JWKS_ISSUER`, `EXTERNAL_TOKEN_TYP` and `JWT_CACHE_SIZE` through `var`.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let parse = |name: &str, default: u64| -> Result<u64, String> {
             var(name).map_or(Ok(default), |v| {
@@ -156,6 +185,12 @@ impl Config {
             ttl: Duration::from_secs(ttl),
             throttle,
             trusted_proxies,
+            limits: Limits {
+                header_read_timeout: Duration::from_secs(
+                    parse("HEADER_READ_TIMEOUT_SECS", 10)?.clamp(1, 300),
+                ),
+                max_connections: parse("MAX_CONNECTIONS", 1024)?.clamp(1, 1_000_000) as usize,
+            },
             signing_key: var("JWT_SIGNING_KEY").map(PathBuf::from),
             external,
             token_cache: parse("JWT_CACHE_SIZE", 10_000)? as usize,
@@ -180,6 +215,7 @@ impl fmt::Debug for Config {
             .field("ttl", &self.ttl)
             .field("throttle", &self.throttle)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("limits", &self.limits)
             .field("signing_key", &self.signing_key)
             .field("external", &self.external)
             .field("token_cache", &self.token_cache)
@@ -212,6 +248,16 @@ struct State {
     next_id: AtomicU64,
     throttle: Throttle,
     trusted_proxies: Vec<IpAddr>,
+    limits: Limits,
+}
+
+/// What one client may hold of the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time to send a request head, and the longest a keep-alive connection may idle.
+    pub header_read_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -296,6 +342,7 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
         next_id: AtomicU64::new(1),
         throttle: Throttle::new(config.throttle.clone()),
         trusted_proxies: config.trusted_proxies.clone(),
+        limits: config.limits.clone(),
     })))
 }
 
@@ -367,40 +414,65 @@ impl AppState {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains open connections.
+///
+/// HTTP/1.1 and HTTP/2 (prior knowledge, `h2c`) on the same port, with the limits a server
+/// facing the internet needs: a client gets `header_read_timeout` to send its request head
+/// (and an idle keep-alive connection no longer than that before its next one), and at most
+/// `max_connections` connections are open at once (more wait in the listen backlog).
 pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<Output = ()>) {
+    let limits = app.0.limits.clone();
     let service = ServiceBuilder::new()
         .layer(TraceLayer::new_for_http())
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .service(app.service());
     let graceful = GracefulShutdown::new();
-    let builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.header_read_timeout)
+        .keep_alive_timeout(limits.header_read_timeout)
+        .max_concurrent_streams(64);
+    let open = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // The client address keys the login throttle.
-                let svc = service.clone().map_request(move |mut req: Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(peer);
-                    req
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection closed with an error");
-                    }
-                });
-            }
+        // A free connection slot first, then the next connection.
+        let slot = tokio::select! {
+            slot = open.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
-        }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // The client address keys the login throttle.
+        let svc = service
+            .clone()
+            .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer);
+                req
+            });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+            drop(slot);
+        });
     }
     drop(listener);
     tracing::info!("shutting down: draining open connections");

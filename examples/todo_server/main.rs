@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
         .init();
 
     // Configuration errors (a short JWT_SECRET, say) stop the server before it listens.
-    let config = match app::Config::from_lookup(|name| std::env::var(name).ok()) {
+    let config = match app::Config::from_env() {
         Ok(config) => config,
         Err(message) => {
             eprintln!("todo_server: {message}");
