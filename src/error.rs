@@ -229,6 +229,8 @@ pub enum ConfigError {
     InvalidValue(&'static str),
     /// A duration or size outside what the setting allows.
     OutOfRange(&'static str),
+    /// Keys would be fetched over a transport an attacker could tamper with.
+    InsecureUrl(&'static str),
 }
 
 impl fmt::Display for ConfigError {
@@ -243,6 +245,7 @@ impl fmt::Display for ConfigError {
             Self::DuplicateKeyId => f.write_str("two keys share one `kid`"),
             Self::InvalidValue(what) => write!(f, "invalid configuration value: {what}"),
             Self::OutOfRange(what) => write!(f, "configuration value out of range: {what}"),
+            Self::InsecureUrl(why) => write!(f, "insecure key URL: {why}"),
         }
     }
 }

@@ -28,6 +28,8 @@ struct ProviderState {
     delay: Duration,
     max_age: Option<u64>,
     discovery_issuer: String,
+    /// The `jwks_uri` the discovery document names, when not this provider's own.
+    jwks_uri: Option<String>,
     jwks_hits: usize,
 }
 
@@ -47,6 +49,7 @@ impl Provider {
             delay: Duration::ZERO,
             max_age: None,
             discovery_issuer: url.clone(),
+            jwks_uri: None,
             jwks_hits: 0,
         }));
         let provider = Self {
@@ -100,7 +103,10 @@ async fn serve(state: &Mutex<ProviderState>, url: &str, path: &str) -> Response<
     let (body, max_age) = match path {
         "/jwks.json" => (json!({ "keys": s.keys }), s.max_age),
         "/.well-known/openid-configuration" => (
-            json!({ "issuer": s.discovery_issuer, "jwks_uri": format!("{url}/jwks.json") }),
+            json!({
+                "issuer": s.discovery_issuer,
+                "jwks_uri": s.jwks_uri.clone().unwrap_or_else(|| format!("{url}/jwks.json")),
+            }),
             None,
         ),
         _ => {
@@ -552,4 +558,39 @@ fn building_outside_a_runtime_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(err.to_string().contains("Tokio runtime"), "{err}");
     assert!(JwksSource::builder("not a url").build().is_err());
+}
+
+/// Security review, finding 4: keys over plain HTTP can be swapped by anyone on the path. A
+/// non-loopback `http://` URL is refused when the source is built, and a discovery document
+/// that points at one gets no fetch at all.
+#[tokio::test]
+async fn plain_http_key_urls_are_refused_unless_loopback() {
+    for builder in [
+        JwksSource::builder("http://idp.example.com/jwks.json"),
+        JwksSource::discover("http://idp.example.com/realms/acme"),
+    ] {
+        let err = builder.build().unwrap_err();
+        assert!(
+            matches!(err, tower_jwt_auth::ConfigError::InsecureUrl(_)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("allow_http"), "{err}");
+    }
+
+    let provider = Provider::start().await;
+    provider.with(|s| s.jwks_uri = Some("http://keys.example.com/jwks.json".into()));
+    let jwks = JwksSource::discover(&provider.url)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert!(!jwks.ready().await, "no keys from a plain-HTTP jwks_uri");
+    assert_eq!(provider.with(|s| s.jwks_hits), 0);
+    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks)
+        .issuer(provider.url.clone())
+        .audience(AUDIENCE);
+    let k1 = signer("ed25519.pem", "k1");
+    assert_eq!(
+        status(&layer, &k1.token(&provider.url)).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }

@@ -44,6 +44,8 @@ struct Settings {
     default_ttl: Duration,
     max_stale: Duration,
     max_body: usize,
+    /// Accept `http://` URLs that are not loopback.
+    allow_http: bool,
 }
 
 #[derive(Debug)]
@@ -276,9 +278,33 @@ impl Inner {
         let uri: Uri = jwks_uri
             .parse()
             .map_err(|_| format!("{config}: `jwks_uri` does not parse"))?;
+        check_transport(&uri, self.settings.allow_http)
+            .map_err(|why| format!("{config}: `jwks_uri` {uri}: {why}"))?;
         *self.resolved.lock().unwrap() = Some(uri.clone());
         Ok(uri)
     }
+}
+
+/// Keys must come over HTTPS: plain HTTP only to a loopback address (local development), or
+/// when explicitly allowed.
+fn check_transport(uri: &Uri, allow_http: bool) -> Result<(), &'static str> {
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if allow_http || is_loopback(uri.host().unwrap_or_default()) => Ok(()),
+        Some("http") => Err(
+            "keys over plain HTTP can be replaced by anyone on the path: use https://, a loopback \
+             address for local development, or `JwksBuilder::allow_http`",
+        ),
+        _ => Err("the URL must be https:// (or http:// to a loopback address)"),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Keeps the keys fresh until the last handle is dropped.
@@ -310,6 +336,7 @@ impl JwksBuilder {
                 default_ttl: Duration::from_secs(600),
                 max_stale: Duration::from_secs(6 * 3600),
                 max_body: 1024 * 1024,
+                allow_http: false,
             },
         }
     }
@@ -353,12 +380,26 @@ impl JwksBuilder {
         self
     }
 
+    /// Accepts `http://` URLs for the JWKS, the discovery document and its `jwks_uri` even
+    /// when they are not loopback addresses. Without it such a URL is refused: anyone on the
+    /// path could replace the keys, and with them sign any token.
+    pub fn allow_http(mut self) -> Self {
+        self.settings.allow_http = true;
+        self
+    }
+
     /// Starts the source: the first fetch and the background refresher begin at once, and
     /// the source is usable while they run (requests wait for keys up to the timeout).
     ///
-    /// Fails on an unparsable URL, or when called outside a Tokio runtime.
+    /// Fails on an unparsable URL, a plain-HTTP URL that is not loopback (unless
+    /// [`allow_http`](Self::allow_http)), or when called outside a Tokio runtime.
     pub fn build(self) -> Result<JwksSource, ConfigError> {
         let location = self.location?;
+        let url = match &location {
+            Location::Jwks(uri) => uri,
+            Location::Discovery { config, .. } => config,
+        };
+        check_transport(url, self.settings.allow_http).map_err(ConfigError::InsecureUrl)?;
         tokio::runtime::Handle::try_current().map_err(|_| {
             ConfigError::InvalidValue("a JwksSource must be built inside a Tokio runtime")
         })?;
@@ -394,5 +435,23 @@ impl fmt::Debug for JwksSource {
 impl From<JwksSource> for KeySource {
     fn from(source: JwksSource) -> Self {
         Self(Keys::Jwks(source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_travel_over_https_or_loopback_http_only() {
+        let ok = |url: &str, allow| check_transport(&url.parse().unwrap(), allow).is_ok();
+        assert!(ok("https://idp.example.com/jwks", false));
+        assert!(ok("http://127.0.0.1:8080/jwks", false));
+        assert!(ok("http://[::1]:8080/jwks", false));
+        assert!(ok("http://localhost/jwks", false));
+        assert!(!ok("http://idp.example.com/jwks", false));
+        assert!(!ok("http://10.0.0.1/jwks", false));
+        assert!(ok("http://idp.example.com/jwks", true));
+        assert!(!ok("ftp://idp.example.com/jwks", true));
     }
 }
