@@ -88,6 +88,10 @@ mod validate;
 #[cfg(feature = "axum")]
 mod extract;
 
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz_harness;
+
 pub use auth::{JwtAuth, JwtAuthLayer};
 pub use authorize::{Authorize, AuthorizeLayer, RequireClaims, RequireScope, Requirement, require};
 pub use claims::{Audience, Claims, Scopes, StandardClaims};

@@ -328,14 +328,14 @@ mod tests {
     fn a_success_clears_the_pair_and_a_refund_gives_the_attempt_back() {
         let t = Throttle::new(policy());
         let c = ip("192.0.2.1");
-        t.begin("alice", c).unwrap();
+        let _ = t.begin("alice", c).unwrap();
         t.begin("alice", c).unwrap().succeeded();
         for _ in 0..2 {
             t.begin("alice", c).unwrap().refund();
         }
         // Neither the success nor the refunds used the budget.
         for _ in 0..3 {
-            t.begin("alice", c).unwrap();
+            let _ = t.begin("alice", c).unwrap();
         }
         assert!(t.begin("alice", c).is_err());
     }
@@ -348,8 +348,8 @@ mod tests {
         // Ten failures from ten different addresses (two each: under the pair limit).
         for i in 0..5 {
             let bot = ip(&format!("203.0.113.{i}"));
-            t.begin("alice", bot).unwrap();
-            t.begin("alice", bot).unwrap();
+            let _ = t.begin("alice", bot).unwrap();
+            let _ = t.begin("alice", bot).unwrap();
         }
         // A new address is refused for the rest of the window...
         assert!(t.begin("alice", ip("203.0.113.200")).is_err());

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use tower_service::Service;
 
 use super::config::Config;
-use crate::{AuthError, Claims, body::ResponseBody, keys::RefreshWait, validate::Verdict};
+use crate::{Claims, body::ResponseBody, keys::RefreshWait, validate::Verdict};
 
 pin_project! {
     /// Response future of [`JwtAuth`](super::JwtAuth): the inner service's future or a
@@ -90,7 +90,7 @@ where
 {
     /// Acts on a verdict: the claims go into the request's extensions and the request to
     /// `inner`, or the rejection is answered. A verdict still waiting for keys after one
-    /// refresh is final: the keys are unavailable.
+    /// refresh is final: its error is the answer.
     pub(crate) fn decided(
         verdict: Verdict<C>,
         inner: &mut S,
@@ -105,7 +105,7 @@ where
                 return Self::inner(inner.call(req));
             }
             Verdict::Invalid(error) => error,
-            Verdict::WaitForKeys(_) => AuthError::KeysUnavailable,
+            Verdict::WaitForKeys(_, error) => error,
         };
         Self::rejected(config.rejecter.reject(&error))
     }

@@ -66,7 +66,7 @@ where
             {
                 Ok(Some(token)) => match config.validator.check(&token) {
                     // 2b. Its key may be on its way: wait with the ready service and the token.
-                    Verdict::WaitForKeys(wait) => {
+                    Verdict::WaitForKeys(wait, _) => {
                         let token = token.into_owned();
                         // The service polled ready goes with the request; this one keeps a
                         // clone (tower-service docs, "Be careful when cloning inner services").

@@ -18,7 +18,7 @@ pub(crate) fn parse_jwks(body: &[u8]) -> Result<Vec<VerificationKey>, &'static s
         keys: Vec<serde_json::Value>,
     }
     let document: Document =
-        serde_json::from_slice(body).map_err(|_| "the JWKS is not a JSON object with `keys`")?;
+        json_object(body).ok_or("the JWKS is not a JSON object with `keys`")?;
     let mut keys: Vec<VerificationKey> = Vec::with_capacity(document.keys.len());
     for value in document.keys {
         let kid = value
@@ -59,12 +59,21 @@ pub(crate) fn parse_discovery(body: &[u8], expected_issuer: &str) -> Result<Stri
         issuer: String,
         jwks_uri: String,
     }
-    let doc: Discovery = serde_json::from_slice(body)
-        .map_err(|_| "the discovery document lacks `issuer` or `jwks_uri`")?;
+    let doc: Discovery =
+        json_object(body).ok_or("the discovery document lacks `issuer` or `jwks_uri`")?;
     if doc.issuer != expected_issuer {
         return Err("the discovery document names another issuer");
     }
     Ok(doc.jwks_uri)
+}
+
+/// `body` as `T`, when it is a JSON object (RFC 7517 section 5, OpenID Connect Discovery
+/// section 4.2) of valid UTF-8 throughout. serde alone would also take a JSON array for a
+/// struct, and skips members it ignores without checking their UTF-8 (both found by fuzzing).
+fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    let text = std::str::from_utf8(body).ok()?;
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;
+    serde_json::from_value(serde_json::Value::Object(object)).ok()
 }
 
 /// `max-age` from `Cache-Control`, ignoring `no-cache`/`no-store` (the caller's bounds apply).
@@ -90,6 +99,21 @@ pub(crate) fn max_age(headers: &HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn documents_are_json_objects_of_valid_utf8() {
+        // Fuzzing finds: an array read as a struct, invalid UTF-8 in an ignored member.
+        assert!(parse_jwks(b"[[]]").is_err());
+        assert!(parse_jwks(br#"{"keys":[]}"#).is_ok());
+        assert!(parse_jwks(b"{\"keys\":[],\"x\":\"\x85\"}").is_err());
+        let discovery = |body: &[u8]| parse_discovery(body, "https://idp.example");
+        assert!(discovery(br#"["https://idp.example","https://idp.example/jwks"]"#).is_err());
+        assert!(discovery(b"{\"issuer\":\"https://idp.example\",\"jwks\":\"\x85\",\"jwks_uri\":\"https://idp.example/j\"}").is_err());
+        assert_eq!(
+            discovery(br#"{"issuer":"https://idp.example","jwks_uri":"https://idp.example/j"}"#),
+            Ok("https://idp.example/j".to_owned())
+        );
+    }
 
     #[test]
     fn max_age_is_read_from_any_position() {

@@ -33,4 +33,6 @@ mod document;
 mod source;
 
 pub use client::HttpClient;
+#[cfg(any(test, fuzzing))]
+pub(crate) use document::{parse_discovery, parse_jwks};
 pub use source::{JwksBuilder, JwksSource};

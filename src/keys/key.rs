@@ -56,7 +56,7 @@ impl VerificationKey {
         .map_err(|_| {
             ConfigError::InvalidKey("the PEM does not hold a public key of this algorithm's family")
         })?;
-        Ok(Self::new(key, algorithm))
+        Self::checked(key, algorithm)
     }
 
     /// A DER-encoded public key: PKCS#1 `RSAPublicKey` for RSA, the SEC1 point for ECDSA, the
@@ -76,7 +76,7 @@ impl VerificationKey {
                 ));
             }
         };
-        Ok(Self::new(key, algorithm))
+        Self::checked(key, algorithm)
     }
 
     /// A public key from a JWK (RFC 7517). The algorithm is the JWK's `alg`, or is derived
@@ -101,16 +101,24 @@ impl VerificationKey {
                 ));
             }
         };
-        let family_matches = matches!(
-            (&jwk.algorithm, algorithm.family()),
-            (AlgorithmParameters::RSA(_), AlgorithmFamily::Rsa)
-                | (AlgorithmParameters::EllipticCurve(_), AlgorithmFamily::Ec)
-                | (AlgorithmParameters::OctetKeyPair(_), AlgorithmFamily::Ed)
-                | (AlgorithmParameters::OctetKey(_), AlgorithmFamily::Hmac)
-        );
+        let family_matches = match (&jwk.algorithm, algorithm) {
+            (AlgorithmParameters::RSA(_), _) => algorithm.family() == AlgorithmFamily::Rsa,
+            // The curve decides the algorithm: a P-256 key labelled ES384 verifies nothing.
+            (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => {
+                p.curve == EllipticCurve::P256
+            }
+            (AlgorithmParameters::EllipticCurve(p), Algorithm::ES384) => {
+                p.curve == EllipticCurve::P384
+            }
+            (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) => {
+                p.curve == EllipticCurve::Ed25519
+            }
+            (AlgorithmParameters::OctetKey(_), _) => algorithm.family() == AlgorithmFamily::Hmac,
+            _ => false,
+        };
         if !family_matches {
             return Err(ConfigError::InvalidKey(
-                "the JWK's key type does not match its `alg`",
+                "the JWK's key type or curve does not match its `alg`",
             ));
         }
         let key = DecodingKey::from_jwk(jwk)
@@ -118,11 +126,22 @@ impl VerificationKey {
         if algorithm.family() == AlgorithmFamily::Hmac {
             check_hmac_secret(algorithm, key.try_get_as_bytes().unwrap_or_default())?;
         }
-        let key = Self::new(key, algorithm);
+        let key = Self::checked(key, algorithm)?;
         Ok(match &jwk.common.key_id {
             Some(kid) => key.with_kid(kid.as_str()),
             None => key,
         })
+    }
+
+    /// A public key, refused when it is too weak to sign with: an RSA modulus under
+    /// [`MIN_RSA_BITS`] (NIST SP 800-131A; such keys can be factored).
+    fn checked(key: DecodingKey, algorithm: Algorithm) -> Result<Self, ConfigError> {
+        if algorithm.family() == AlgorithmFamily::Rsa && rsa_modulus_bits(&key) < MIN_RSA_BITS {
+            return Err(ConfigError::InvalidKey(
+                "RSA keys shorter than 2048 bits are refused",
+            ));
+        }
+        Ok(Self::new(key, algorithm))
     }
 
     fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
@@ -176,6 +195,25 @@ impl fmt::Debug for VerificationKey {
             .field("algorithm", &self.algorithm)
             .field("kid", &self.kid)
             .finish_non_exhaustive()
+    }
+}
+
+/// The shortest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// The size of an RSA public key's modulus (0 when it cannot be read).
+fn rsa_modulus_bits(key: &DecodingKey) -> usize {
+    use jsonwebtoken::{DecodingKeyKind, crypto::CryptoProvider};
+    let n = match key.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, .. } => n.clone(),
+        DecodingKeyKind::SecretOrDer(der) => CryptoProvider::try_get_default()
+            .and_then(|p| (p.key_utils.rsa_pub_components_from_public_key)(der).ok())
+            .map(|(n, _)| n)
+            .unwrap_or_default(),
+    };
+    match n.iter().position(|&b| b != 0) {
+        Some(first) => (n.len() - first) * 8 - n[first].leading_zeros() as usize,
+        None => 0,
     }
 }
 
@@ -234,6 +272,33 @@ mod tests {
         let debug = format!("{key:?}");
         assert!(!debug.contains("super-secret"), "{debug}");
         assert!(debug.contains("HS256"));
+    }
+
+    #[test]
+    fn short_rsa_keys_and_mismatched_curves_are_refused() {
+        let tiny: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "RSA", "alg": "RS256", "e": "AQAB",
+            "n": "wH3wGbCRpqyqs5K9H5CUzz0VqpsxTFQ7cW1yZ7qV1Ts"
+        }))
+        .unwrap();
+        assert_eq!(
+            VerificationKey::from_jwk(&tiny).unwrap_err(),
+            ConfigError::InvalidKey("RSA keys shorter than 2048 bits are refused")
+        );
+        let pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/rsa.pub.pem"
+        ))
+        .unwrap();
+        assert!(
+            VerificationKey::from_pem(Algorithm::RS256, &pem).is_ok(),
+            "2048 bits pass"
+        );
+        let x448: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "OKP", "crv": "X448", "x": "AAAA"
+        }))
+        .unwrap();
+        assert!(VerificationKey::from_jwk(&x448).is_err());
     }
 
     #[test]

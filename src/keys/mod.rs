@@ -28,9 +28,9 @@
 mod key;
 mod set;
 
-pub use key::VerificationKey;
 pub(crate) use key::check_hmac_secret;
-#[cfg(feature = "jwks")]
+pub use key::{MIN_RSA_BITS, VerificationKey};
+#[cfg(any(feature = "jwks", test, fuzzing))]
 pub(crate) use set::KeySnapshot;
 pub use set::{KeySet, KeySource};
 pub(crate) use set::{Keys, RefreshWait};

@@ -35,8 +35,8 @@ pub(crate) enum Verdict<C> {
     Valid(Validated<C>),
     Invalid(AuthError),
     /// The token's key may arrive with a refresh of a remote key set that has started:
-    /// wait for it, then ask again.
-    WaitForKeys(RefreshWait),
+    /// wait for it, then ask again. The error is the verdict if it does not.
+    WaitForKeys(RefreshWait, AuthError),
 }
 
 /// Why a token failed, and whether new keys could change that.
@@ -218,7 +218,7 @@ impl<C: DeserializeOwned> Validator<C> {
             }
             Err(Failure::Invalid(error)) => Verdict::Invalid(error),
             Err(Failure::KeyMissing(keys, error)) => match keys.refresh() {
-                Some(wait) => Verdict::WaitForKeys(wait),
+                Some(wait) => Verdict::WaitForKeys(wait, error),
                 None => Verdict::Invalid(error),
             },
         }
