@@ -329,21 +329,35 @@ async fn repeated_failures_are_throttled_then_expire() {
     );
 }
 
+/// `n` logins sent at once, `login(i)` giving the i-th username and password.
+async fn concurrent_logins(
+    server: &Arc<Server>,
+    n: usize,
+    login: impl Fn(usize) -> (String, &'static str),
+) -> Vec<Reply> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let server = server.clone();
+            let (username, password) = login(i);
+            tokio::spawn(async move { server.login(&username, password).await })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(n);
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    replies
+}
+
 /// More logins than the password workers and their queue hold: the surplus is refused at
 /// once with `503` and `Retry-After` instead of waiting without bound, and the server keeps
 /// answering everything else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_storm_past_the_queue_is_503_with_retry_after() {
     let server = Arc::new(start(config(Duration::from_secs(60))).await);
-    let storm: Vec<_> = (0..100)
-        .map(|i| {
-            let server = server.clone();
-            tokio::spawn(async move { server.login(&format!("nobody-{i}"), "guess").await })
-        })
-        .collect();
+    let storm = concurrent_logins(&server, 100, |i| (format!("nobody-{i}"), "guess")).await;
     let (mut refused, mut busy) = (0, 0);
-    for login in storm {
-        let res = login.await.unwrap();
+    for res in storm {
         match res.status {
             StatusCode::UNAUTHORIZED => refused += 1,
             StatusCode::SERVICE_UNAVAILABLE => {
@@ -376,15 +390,10 @@ async fn a_login_storm_past_the_queue_is_503_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_guesses_gets_no_more_than_the_budget() {
     let server = Arc::new(start(config(Duration::from_secs(60))).await);
-    let guesses: Vec<_> = (0..39)
-        .map(|_| {
-            let server = server.clone();
-            tokio::spawn(async move { server.login("alice", "guess").await.status })
-        })
-        .collect();
+    let guesses = concurrent_logins(&server, 39, |_| ("alice".into(), "guess")).await;
     let (mut verified, mut throttled) = (0, 0);
     for guess in guesses {
-        match guess.await.unwrap() {
+        match guess.status {
             StatusCode::TOO_MANY_REQUESTS => throttled += 1,
             StatusCode::UNAUTHORIZED => verified += 1,
             other => panic!("unexpected {other}"),
