@@ -190,6 +190,56 @@ impl AuthError {
     }
 }
 
+impl AuthError {
+    /// The gRPC status code (gRPC's `statusCodes`): `16` UNAUTHENTICATED for a missing or
+    /// invalid token or a malformed request, `7` PERMISSION_DENIED for a valid token that
+    /// does not grant access, `14` UNAVAILABLE when the keys cannot be had.
+    pub fn grpc_code(&self) -> u16 {
+        match self.status() {
+            StatusCode::FORBIDDEN => 7,
+            StatusCode::SERVICE_UNAVAILABLE => 14,
+            _ => 16,
+        }
+    }
+
+    /// The rejection as a gRPC client expects it: HTTP `200`, `content-type:
+    /// application/grpc`, `grpc-status` ([`grpc_code`](Self::grpc_code)) and a percent-encoded
+    /// `grpc-message`, in the headers (a "trailers-only" response) with an empty body. The
+    /// `WWW-Authenticate` challenge (or `Retry-After`) is kept.
+    pub fn grpc_response(&self, realm: &str) -> Response<Bytes> {
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from(self.grpc_code()));
+        let message = percent_encode_grpc(&self.description());
+        if let Ok(message) = HeaderValue::try_from(message) {
+            headers.insert("grpc-message", message);
+        }
+        if let Self::KeysUnavailable = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        } else {
+            headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
+        }
+        response
+    }
+}
+
+/// gRPC's `Percent-Encoded` for `grpc-message`: bytes outside printable ASCII, and `%`.
+fn percent_encode_grpc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Appends `s` as the inside of an RFC 9110 quoted-string (`"` and `\` are escaped).
 fn push_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
@@ -295,6 +345,23 @@ mod tests {
             "Bearer realm=\"r\\\"x\", error=\"invalid_token\", \
              error_description=\"the token lacks the required claim `a\\\"b\\\\c`\""
         );
+    }
+
+    #[test]
+    fn grpc_rejections_are_trailers_only_with_status_and_message() {
+        let res = AuthError::Expired.grpc_response("api");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "16");
+        assert_eq!(res.headers()["grpc-message"], "the token has expired");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/grpc");
+        assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert!(res.body().is_empty());
+        let forbidden = AuthError::InsufficientScope {
+            required: "a".into(),
+        };
+        assert_eq!(forbidden.grpc_response("").headers()["grpc-status"], "7");
+        assert_eq!(AuthError::KeysUnavailable.grpc_code(), 14);
+        assert_eq!(percent_encode_grpc("100% é"), "100%25 %C3%A9");
     }
 
     #[test]

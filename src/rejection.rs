@@ -1,6 +1,9 @@
 //! Turning an [`AuthError`] into the response the client sees.
 //!
-//! By default a rejection is the RFC 6750 response of [`AuthError::response`]. Replace it with
+//! By default a rejection is the RFC 6750 response of [`AuthError::response`], or, for a gRPC
+//! request (`content-type: application/grpc*`), the gRPC one of [`AuthError::grpc_response`]:
+//! HTTP `200` with `grpc-status` `16` (UNAUTHENTICATED), `7` (PERMISSION_DENIED) or `14`
+//! (UNAVAILABLE) and a `grpc-message`, the `WWW-Authenticate` challenge kept. Replace it with
 //! any [`OnRejection`], for instance a closure that keeps the challenge but renders another
 //! body:
 //!
@@ -23,7 +26,7 @@
 use std::{fmt, sync::Arc};
 
 use bytes::Bytes;
-use http::Response;
+use http::{HeaderMap, Response, header};
 
 use crate::AuthError;
 
@@ -80,14 +83,29 @@ impl Rejecter {
         self.handler = Some(Arc::new(handler));
     }
 
-    /// Logs the rejection (never the token) and builds its response.
-    pub(crate) fn reject(&self, error: &AuthError) -> Response<Bytes> {
+    /// Logs the rejection (never the token) and builds its response for the request with
+    /// `headers`: a custom handler's, or the default one of the request's protocol (gRPC
+    /// for `content-type: application/grpc*`, RFC 6750 otherwise).
+    pub(crate) fn reject(&self, error: &AuthError, headers: &HeaderMap) -> Response<Bytes> {
         tracing::debug!(status = error.status().as_u16(), reason = %error, "request rejected");
         match &self.handler {
             Some(handler) => handler.on_rejection(error, &self.realm),
+            None if is_grpc(headers) => error.grpc_response(&self.realm),
             None => error.response(&self.realm),
         }
     }
+}
+
+/// Whether the request is gRPC (`application/grpc`, `application/grpc+proto`, ...): its client
+/// reads a `grpc-status`, not an HTTP status.
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.get(..16)
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
+        })
 }
 
 impl fmt::Debug for Rejecter {

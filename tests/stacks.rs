@@ -313,3 +313,54 @@ async fn readiness_is_the_inner_services_and_errors_pass_through() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A gRPC request (`content-type: application/grpc*`) is refused the way a gRPC client reads:
+/// HTTP 200 with `grpc-status` 16 (UNAUTHENTICATED) or 7 (PERMISSION_DENIED) and a
+/// `grpc-message`, the challenge kept; a plain HTTP request to the same stack gets RFC 6750.
+#[tokio::test]
+async fn grpc_requests_get_grpc_shaped_rejections() {
+    let rec = Recorder::default();
+    let svc = ServiceBuilder::new()
+        .layer(auth())
+        .layer(RequireScope::all(["todos:write"]))
+        .service(rec.service());
+    let grpc = |token: Option<String>| {
+        let mut req = Request::post("/todo.Todos/Create")
+            .header(header::CONTENT_TYPE, "application/grpc+proto");
+        if let Some(token) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        req.body(Full::<Bytes>::default()).unwrap()
+    };
+    for (token, code, message) in [
+        (None, "16", "a bearer token is required"),
+        (
+            Some("not.a.jwt".to_owned()),
+            "16",
+            "the token is not a well-formed JWT",
+        ),
+        (
+            Some(token_with_scope("todos:read")),
+            "7",
+            "the token does not grant the required scope",
+        ),
+    ] {
+        let res = svc.clone().oneshot(grpc(token)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/grpc");
+        assert_eq!(res.headers()["grpc-status"], code);
+        assert_eq!(res.headers()["grpc-message"], message);
+        assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+    let res = svc
+        .clone()
+        .oneshot(grpc(Some(token_with_scope("todos:write"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(!res.headers().contains_key("grpc-status"));
+    assert_eq!(rec.calls(), 1);
+    // The same stack, plain HTTP: RFC 6750.
+    let res = svc.oneshot(get(None)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}

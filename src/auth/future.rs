@@ -107,7 +107,7 @@ where
             Verdict::Invalid(error) => error,
             Verdict::WaitForKeys(_, error) => error,
         };
-        Self::rejected(config.rejecter.reject(&error))
+        Self::rejected(config.rejecter.reject(&error, req.headers()))
     }
 }
 

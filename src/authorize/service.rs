@@ -34,7 +34,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         match self.requirement.check(req.extensions()) {
             Ok(()) => ResponseFuture::inner(self.inner.call(req)),
-            Err(error) => ResponseFuture::rejected(self.rejecter.reject(&error)),
+            Err(error) => ResponseFuture::rejected(self.rejecter.reject(&error, req.headers())),
         }
     }
 }
