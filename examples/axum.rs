@@ -1,0 +1,109 @@
+//! An axum app behind `JwtAuthLayer`: a custom claims type, `Claims<C>` as an extractor,
+//! scope requirements on the write routes, and a route that works with or without a token.
+//!
+//! ```sh
+//! cargo run --example axum
+//! ```
+//!
+//! It prints two tokens (one may write, one may only read) for trying the routes with curl.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+use tower_jwt_auth::{Claims, JwtAuthLayer, RequireScope, TokenIssuer};
+
+/// The claims this app reads from its tokens. Any `Deserialize` type works: the registered
+/// claims (`exp`, `iss`, `aud`, ...) are checked by the layer whatever `C` is.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AppClaims {
+    pub iss: String,
+    pub sub: String,
+    #[serde(default)]
+    pub scope: String,
+}
+
+/// Notes by their owner, the token's (`iss`, `sub`).
+#[derive(Clone, Default)]
+pub struct Notes(Arc<Mutex<HashMap<(String, String), Vec<String>>>>);
+
+/// The routes: `GET /notes` needs a valid token, `POST /notes` the `notes:write` scope as
+/// well, and `GET /hello` works for anyone, greeting a caller with a token by name.
+pub fn app(auth: JwtAuthLayer<AppClaims>) -> Router {
+    Router::new()
+        // `route_layer` puts the scope check on these routes only (a 403 for the others'
+        // tokens), and after routing, so an unknown path is still a 404.
+        .route("/notes", post(add_note))
+        .route_layer(RequireScope::all(["notes:write"]))
+        .route("/notes", get(list_notes))
+        .route("/hello", get(hello))
+        .with_state(Notes::default())
+        // Outermost: every request is authenticated; without a token it goes on anonymous
+        // (`optional`), and the `Claims` extractor answers `401` where a route needs one.
+        .layer(auth.optional())
+}
+
+/// `Claims<C>` as an extractor: the handler runs only with validated claims.
+async fn list_notes(
+    State(notes): State<Notes>,
+    Claims(claims): Claims<AppClaims>,
+) -> Json<Vec<String>> {
+    let owner = (claims.iss.clone(), claims.sub.clone());
+    Json(
+        notes
+            .0
+            .lock()
+            .unwrap()
+            .get(&owner)
+            .cloned()
+            .unwrap_or_default(),
+    )
+}
+
+async fn add_note(
+    State(notes): State<Notes>,
+    Claims(claims): Claims<AppClaims>,
+    body: String,
+) -> StatusCode {
+    let owner = (claims.iss.clone(), claims.sub.clone());
+    notes.0.lock().unwrap().entry(owner).or_default().push(body);
+    StatusCode::CREATED
+}
+
+/// `Option<Claims<C>>`: `None` for a request without a token. (A request with an invalid
+/// token never gets here: the layer refuses it.)
+async fn hello(claims: Option<Claims<AppClaims>>) -> String {
+    match claims {
+        Some(Claims(claims)) => format!("hello, {}", claims.sub),
+        None => "hello, stranger".to_owned(),
+    }
+}
+
+#[allow(dead_code)] // `main` is the example's; the tests call `app`.
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)?;
+    let issuer = TokenIssuer::hs256(&secret)?
+        .issuer("axum-demo")
+        .audience("notes");
+    println!(
+        "writer: {}\nreader: {}",
+        issuer
+            .issue("alice", "notes:read notes:write")?
+            .access_token,
+        issuer.issue("bob", "notes:read")?.access_token,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
+    println!("listening on http://127.0.0.1:3001");
+    axum::serve(listener, app(issuer.layer())).await?;
+    Ok(())
+}
