@@ -31,9 +31,12 @@ pub struct AppClaims {
     pub scope: String,
 }
 
-/// Notes by their owner, the token's (`iss`, `sub`).
+/// Who owns a note: the token's (`iss`, `sub`).
+type Owner = (String, String);
+
+/// Notes by their owner.
 #[derive(Clone, Default)]
-pub struct Notes(Arc<Mutex<HashMap<(String, String), Vec<String>>>>);
+pub struct Notes(Arc<Mutex<HashMap<Owner, Vec<String>>>>);
 
 /// The routes: `GET /notes` needs a valid token, `POST /notes` the `notes:write` scope as
 /// well, and `GET /hello` works for anyone, greeting a caller with a token by name.

@@ -302,7 +302,7 @@ mod seeds {
                 if case == "valid" {
                     write(
                         "authorization",
-                        &format!("{kid}"),
+                        kid,
                         format!("Bearer {token}").as_bytes(),
                     );
                 }
