@@ -300,11 +300,7 @@ mod seeds {
                 let token = encode(&header, &claims, key).unwrap();
                 write("token", &format!("{kid}-{case}"), token.as_bytes());
                 if case == "valid" {
-                    write(
-                        "authorization",
-                        kid,
-                        format!("Bearer {token}").as_bytes(),
-                    );
+                    write("authorization", kid, format!("Bearer {token}").as_bytes());
                 }
             }
         }
