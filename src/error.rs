@@ -281,6 +281,10 @@ pub enum ConfigError {
     OutOfRange(&'static str),
     /// Keys would be fetched over a transport an attacker could tamper with.
     InsecureUrl(&'static str),
+    /// [`JwtAuthLayer::trusting`](crate::JwtAuthLayer::trusting) was given no issuer.
+    NoIssuers,
+    /// [`JwtAuthLayer::trusting`](crate::JwtAuthLayer::trusting) was given this issuer twice.
+    DuplicateIssuer(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -296,6 +300,8 @@ impl fmt::Display for ConfigError {
             Self::InvalidValue(what) => write!(f, "invalid configuration value: {what}"),
             Self::OutOfRange(what) => write!(f, "configuration value out of range: {what}"),
             Self::InsecureUrl(why) => write!(f, "insecure key URL: {why}"),
+            Self::NoIssuers => f.write_str("no trusted issuer was configured"),
+            Self::DuplicateIssuer(iss) => write!(f, "the issuer {iss:?} is trusted twice"),
         }
     }
 }

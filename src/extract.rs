@@ -12,6 +12,7 @@ use crate::{AuthError, Claims, rejection::DEFAULT_REALM};
 /// Extracts the claims that [`JwtAuthLayer`](crate::JwtAuthLayer) injected. Without them
 /// (the route is not behind the layer, or the layer is optional and saw no token) the
 /// handler is not called and the client gets `401`.
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<C, S> FromRequestParts<S> for Claims<C>
 where
     C: Clone + Send + Sync + 'static,
@@ -29,6 +30,7 @@ where
 }
 
 /// `Option<Claims<C>>`: `None` when the request was let through without a token.
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<C, S> OptionalFromRequestParts<S> for Claims<C>
 where
     C: Clone + Send + Sync + 'static,
@@ -45,6 +47,7 @@ where
 }
 
 /// The RFC 6750 response of [`AuthError::response`] with the default realm.
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         self.response(DEFAULT_REALM)

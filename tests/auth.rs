@@ -581,6 +581,21 @@ async fn a_header_naming_alg_twice_is_malformed() {
     .await;
 }
 
+#[test]
+fn trusting_no_issuer_or_one_twice_is_a_typed_error() {
+    use tower_jwt_auth::{Algorithm as Alg, TrustedIssuer};
+    let key = || VerificationKey::hmac(Alg::HS256, SECRET).unwrap();
+    let err = JwtAuthLayer::<StandardClaims>::trusting([]).unwrap_err();
+    assert_eq!(err, ConfigError::NoIssuers);
+    assert_eq!(err.to_string(), "no trusted issuer was configured");
+    let err = JwtAuthLayer::<StandardClaims>::trusting([
+        TrustedIssuer::new("a", key()),
+        TrustedIssuer::new("a", key()),
+    ])
+    .unwrap_err();
+    assert_eq!(err, ConfigError::DuplicateIssuer("a".into()));
+}
+
 /// Security review, finding 10: settings that would break the clock arithmetic (a leeway of
 /// `Duration::MAX` used to panic every request) are refused when the layer is built.
 #[test]

@@ -32,7 +32,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
-use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
+use tower_http::{
+    limit::RequestBodyLimitLayer, sensitive_headers::SetSensitiveRequestHeadersLayer,
+    trace::TraceLayer,
+};
 use tower_jwt_auth::{
     Algorithm, Claims, JwtAuthLayer, RequireScope, StandardClaims, TokenIssuer, TrustedIssuer,
     jwks::JwksSource,
@@ -422,6 +425,11 @@ impl AppState {
 pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<Output = ()>) {
     let limits = app.0.limits.clone();
     let service = ServiceBuilder::new()
+        // Outside the trace layer: no log line, at any level, can show a credential.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
         .layer(TraceLayer::new_for_http())
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .service(app.service());

@@ -18,6 +18,23 @@ pub struct Authorize<S, R> {
     pub(crate) rejecter: Rejecter,
 }
 
+impl<S, R> Authorize<S, R> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Authorize<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,

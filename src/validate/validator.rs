@@ -72,7 +72,7 @@ impl<C> Validator<C> {
 
     pub(crate) fn trusting(issuers: Vec<TrustedIssuer>) -> Result<Self, ConfigError> {
         if issuers.is_empty() {
-            return Err(ConfigError::NoKeys);
+            return Err(ConfigError::NoIssuers);
         }
         let mut policies = Vec::with_capacity(issuers.len());
         let mut by_issuer = HashMap::with_capacity(issuers.len());
@@ -83,9 +83,10 @@ impl<C> Validator<C> {
             policy.any_audience = trusted.any_audience;
             policy.algorithms = trusted.algorithms;
             policy.typ = trusted.typ.as_deref().map(|t| strip_media_prefix(t).into());
-            if by_issuer.insert(trusted.issuer, policies.len()).is_some() {
-                return Err(ConfigError::InvalidValue("an issuer is trusted twice"));
+            if by_issuer.contains_key(&trusted.issuer) {
+                return Err(ConfigError::DuplicateIssuer(trusted.issuer));
             }
+            by_issuer.insert(trusted.issuer, policies.len());
             policies.push(policy);
         }
         Ok(Self::with_policies(policies, Some(by_issuer)))
