@@ -74,7 +74,6 @@ pub mod body;
 mod claims;
 mod crypto;
 mod error;
-pub mod future;
 pub mod issuer;
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
@@ -100,6 +99,10 @@ pub use authorize::{Authorize, AuthorizeLayer, RequireClaims, RequireScope, Requ
 pub use claims::{Audience, Claims, Scopes, StandardClaims};
 pub use error::{AuthError, ConfigError};
 pub use issuer::{MAX_TTL, TokenIssuer};
+// `jsonwebtoken` stays public on purpose: keys come in as its `DecodingKey`/`Jwk` types and
+// its `Algorithm` names them, so users need the very version this crate links. It makes
+// jsonwebtoken's major version part of this crate's API: a jsonwebtoken major release is a
+// major release here.
 pub use jsonwebtoken::{self, Algorithm};
 pub use keys::{KeySet, KeySource, VerificationKey};
 pub use rejection::OnRejection;

@@ -28,7 +28,7 @@ use std::{fmt, sync::Arc};
 use bytes::Bytes;
 use http::{HeaderMap, Response, header};
 
-use crate::AuthError;
+use crate::{AuthError, ConfigError};
 
 /// The realm used in challenges unless another one is configured.
 pub const DEFAULT_REALM: &str = "api";
@@ -68,15 +68,15 @@ impl Default for Rejecter {
 }
 
 impl Rejecter {
-    /// # Panics
-    ///
-    /// When `realm` is not visible ASCII: it could not appear in a header.
-    pub(crate) fn set_realm(&mut self, realm: &str) {
-        assert!(
-            realm.bytes().all(|b| b.is_ascii_graphic() || b == b' '),
-            "the realm must be visible ASCII"
-        );
+    /// Fails when `realm` is empty or not visible ASCII (it could not appear in a header).
+    pub(crate) fn set_realm(&mut self, realm: &str) -> Result<(), ConfigError> {
+        if realm.trim().is_empty() || !realm.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            return Err(ConfigError::InvalidValue(
+                "the realm must be non-empty visible ASCII",
+            ));
+        }
         self.realm = realm.into();
+        Ok(())
     }
 
     pub(crate) fn set_handler(&mut self, handler: impl OnRejection) {

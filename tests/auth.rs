@@ -765,11 +765,29 @@ async fn token_from_custom_header_and_closure() {
 #[tokio::test]
 async fn realm_is_configurable_and_escaped() {
     let rec = Recorder::default();
-    let res = send(&layer().realm("todo \"app\""), &rec, get(None)).await;
+    let res = send(&layer().realm("todo \"app\"").unwrap(), &rec, get(None)).await;
     assert_eq!(
         res.challenge.as_deref(),
         Some(r#"Bearer realm="todo \"app\"""#)
     );
+}
+
+/// A realm that could not appear in a header, or none at all, is a build-time error, on both
+/// layers, instead of a panic.
+#[test]
+fn an_empty_or_invalid_realm_is_a_config_error() {
+    for realm in ["", "   ", "caf\u{e9}", "line\nbreak"] {
+        assert!(
+            matches!(layer().realm(realm), Err(ConfigError::InvalidValue(_))),
+            "{realm:?}"
+        );
+        assert!(
+            tower_jwt_auth::RequireScope::all(["a"])
+                .realm(realm)
+                .is_err(),
+            "{realm:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -182,13 +182,13 @@ async fn rotation_to_a_new_kid_is_picked_up_on_first_sight() {
     // The provider rotates; the first k2 token waits for one refresh and passes.
     tokio::time::sleep(Duration::from_millis(350)).await; // past the cooldown of the first fetch
     provider.with(|s| s.keys = vec![k1.jwk.clone(), k2.jwk.clone()]);
-    let before = jwks.fetches();
+    let before = provider.with(|s| s.jwks_hits);
     assert_eq!(status(&layer, &k2.token(ISSUER)).await, StatusCode::OK);
-    assert_eq!(jwks.fetches(), before + 1);
+    assert_eq!(provider.with(|s| s.jwks_hits), before + 1);
     assert_eq!(jwks.kids(), ["k1", "k2"]);
     // Known kids cost no fetch.
     assert_eq!(status(&layer, &k1.token(ISSUER)).await, StatusCode::OK);
-    assert_eq!(jwks.fetches(), before + 1);
+    assert_eq!(provider.with(|s| s.jwks_hits), before + 1);
 }
 
 /// With the token cache on: a refresh that serves the same key keeps its tokens cached (the

@@ -157,14 +157,13 @@ impl<C> JwtAuthLayer<C> {
         self
     }
 
-    /// The realm sent in `WWW-Authenticate` challenges (default `"api"`; empty for none).
-    ///
-    /// # Panics
-    ///
-    /// When `realm` contains characters other than visible ASCII and space.
-    pub fn realm(mut self, realm: &str) -> Self {
-        self.config_mut().rejecter.set_realm(realm);
-        self
+    /// The realm sent in `WWW-Authenticate` challenges (default `"api"`). Fails when it is
+    /// empty or not visible ASCII. A [`RequireScope`](crate::RequireScope) behind this layer
+    /// answers its own `403`s: give it the same realm with
+    /// [`AuthorizeLayer::realm`](crate::AuthorizeLayer::realm).
+    pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+        self.config_mut().rejecter.set_realm(realm)?;
+        Ok(self)
     }
 
     /// Lets requests without a token through, without claims. A request with a token that is

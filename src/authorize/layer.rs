@@ -20,14 +20,12 @@ impl<R: Requirement> AuthorizeLayer<R> {
         }
     }
 
-    /// The realm sent in challenges (default `"api"`).
-    ///
-    /// # Panics
-    ///
-    /// When `realm` contains characters other than visible ASCII and space.
-    pub fn realm(mut self, realm: &str) -> Self {
-        self.rejecter.set_realm(realm);
-        self
+    /// The realm sent in challenges (default `"api"`): set the same one as on the
+    /// [`JwtAuthLayer`](crate::JwtAuthLayer) in front. Fails when it is empty or not visible
+    /// ASCII.
+    pub fn realm(mut self, realm: &str) -> Result<Self, crate::ConfigError> {
+        self.rejecter.set_realm(realm)?;
+        Ok(self)
     }
 
     /// Replaces the RFC 6750 rejection response.

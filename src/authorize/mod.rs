@@ -48,6 +48,7 @@
 //! # }
 //! ```
 
+pub mod future;
 mod layer;
 mod requirement;
 mod service;

@@ -8,7 +8,8 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::Requirement;
-use crate::{body::ResponseBody, future::ResponseFuture, rejection::Rejecter};
+use super::future::ResponseFuture;
+use crate::{body::ResponseBody, rejection::Rejecter};
 
 /// Middleware that checks a [`Requirement`]; built by
 /// [`AuthorizeLayer`](super::AuthorizeLayer).

@@ -101,11 +101,6 @@ impl JwksSource {
         JwksBuilder::new(location)
     }
 
-    /// How many fetches of the JWKS (or discovery) have started.
-    pub fn fetches(&self) -> u64 {
-        self.inner.fetches.load(Ordering::Relaxed)
-    }
-
     /// The `kid`s of the cached keys.
     pub fn kids(&self) -> Vec<String> {
         self.inner
@@ -426,7 +421,7 @@ impl fmt::Debug for JwksSource {
         f.debug_struct("JwksSource")
             .field("location", &self.inner.location)
             .field("kids", &self.kids())
-            .field("fetches", &self.fetches())
+            .field("fetches", &self.inner.fetches.load(Ordering::Relaxed))
             .field("settings", &self.inner.settings)
             .finish()
     }

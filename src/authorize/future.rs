@@ -1,4 +1,5 @@
-//! The response future shared by the middleware: the inner service's, or a ready rejection.
+//! The response future of [`Authorize`](super::Authorize): the inner service's, or a ready
+//! rejection.
 
 use std::{
     future::Future,
@@ -13,9 +14,8 @@ use pin_project_lite::pin_project;
 use crate::body::ResponseBody;
 
 pin_project! {
-    /// Response future of [`Authorize`](crate::Authorize), and of
-    /// [`JwtAuth`](crate::JwtAuth) once a request is decided: polls the inner service's
-    /// future, or yields a ready rejection.
+    /// Response future of [`Authorize`](super::Authorize): polls the inner service's future,
+    /// or yields a ready rejection.
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
