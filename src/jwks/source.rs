@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     AuthError, ConfigError, KeySource, VerificationKey,
-    keys::{KeySnapshot, Keys, RefreshWait},
+    keys::{KeyProvider, KeySnapshot, Keys, RefreshWait},
 };
 
 /// A cached, self-refreshing JWKS; see the [module docs](super). Cheap to clone: clones share
@@ -427,9 +427,20 @@ impl fmt::Debug for JwksSource {
     }
 }
 
+/// The request path reaches a JWKS through this seam only.
+impl KeyProvider for JwksSource {
+    fn load(&self) -> Result<Guard<Arc<KeySnapshot>>, AuthError> {
+        JwksSource::load(self)
+    }
+
+    fn refresh(&self) -> Option<RefreshWait> {
+        JwksSource::refresh(self)
+    }
+}
+
 impl From<JwksSource> for KeySource {
     fn from(source: JwksSource) -> Self {
-        Self(Keys::Jwks(source))
+        Self(Keys::Remote(Arc::new(source)))
     }
 }
 

@@ -30,6 +30,8 @@ mod set;
 
 pub(crate) use key::check_hmac_secret;
 pub use key::{MIN_RSA_BITS, VerificationKey};
+#[cfg(feature = "jwks")]
+pub(crate) use set::KeyProvider;
 #[cfg(any(feature = "jwks", test, fuzzing))]
 pub(crate) use set::KeySnapshot;
 pub use set::{KeySet, KeySource};

@@ -181,8 +181,19 @@ pub struct KeySource(pub(crate) Keys);
 #[derive(Clone, Debug)]
 pub(crate) enum Keys {
     Static(KeySet),
-    #[cfg(feature = "jwks")]
-    Jwks(crate::jwks::JwksSource),
+    /// Keys that an identity provider serves: the `jwks` module implements the seam, so this
+    /// module does not depend on it.
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+    Remote(Arc<dyn KeyProvider>),
+}
+
+/// The seam between the request path and a remote key set (a JWKS): current keys, and a
+/// refresh to wait for when a token names a key not seen yet.
+pub(crate) trait KeyProvider: fmt::Debug + Send + Sync + 'static {
+    /// The current keys, or why there are none to use.
+    fn load(&self) -> Result<Guard<Arc<KeySnapshot>>, AuthError>;
+    /// Starts (or joins) a refresh, unless the provider is cooling down.
+    fn refresh(&self) -> Option<RefreshWait>;
 }
 
 /// Completes when a key refresh that a request is waiting for has finished (or timed out).
@@ -193,8 +204,7 @@ impl Keys {
     pub(crate) fn load(&self) -> Result<Guard<Arc<KeySnapshot>>, AuthError> {
         match self {
             Self::Static(set) => Ok(set.load()),
-            #[cfg(feature = "jwks")]
-            Self::Jwks(source) => source.load(),
+            Self::Remote(provider) => provider.load(),
         }
     }
 
@@ -202,8 +212,7 @@ impl Keys {
     pub(crate) fn refresh(&self) -> Option<RefreshWait> {
         match self {
             Self::Static(_) => None,
-            #[cfg(feature = "jwks")]
-            Self::Jwks(source) => source.refresh(),
+            Self::Remote(provider) => provider.refresh(),
         }
     }
 
