@@ -68,6 +68,11 @@ pub enum AuthError {
     /// The keys to verify the token could not be obtained (the identity provider has been
     /// unreachable for longer than the allowed staleness): `503`, the token may be fine.
     KeysUnavailable,
+    /// The token was revoked (a logout, or every token of its subject up to some time).
+    Revoked,
+    /// Whether the token was revoked cannot be known: the shared revocation list has been
+    /// out of sync for longer than allowed ([`OutOfSync::Refuse`](crate::OutOfSync)): `503`.
+    RevocationsUnavailable,
 }
 
 impl AuthError {
@@ -77,7 +82,7 @@ impl AuthError {
             Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } | Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable | Self::RevocationsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -86,7 +91,7 @@ impl AuthError {
     /// the failure is the server's, [`KeysUnavailable`](Self::KeysUnavailable)).
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            Self::MissingToken | Self::KeysUnavailable => None,
+            Self::MissingToken | Self::KeysUnavailable | Self::RevocationsUnavailable => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
             Self::InsufficientScope { .. } | Self::Forbidden => Some("insufficient_scope"),
             _ => Some("invalid_token"),
@@ -121,6 +126,10 @@ impl AuthError {
             Self::Forbidden => "the token does not grant access to this resource",
             Self::KeysUnavailable => {
                 "the keys to verify the token are unavailable; try again later"
+            }
+            Self::Revoked => "the token has been revoked",
+            Self::RevocationsUnavailable => {
+                "whether the token was revoked cannot be checked now; try again later"
             }
         })
     }
@@ -167,7 +176,7 @@ impl AuthError {
         let description = self.description();
         let body = serde_json::to_vec(&Body {
             error: match self {
-                Self::KeysUnavailable => "temporarily_unavailable",
+                Self::KeysUnavailable | Self::RevocationsUnavailable => "temporarily_unavailable",
                 _ => self.error_code().unwrap_or("unauthorized"),
             },
             error_description: &description,
@@ -176,7 +185,7 @@ impl AuthError {
         let mut response = Response::new(Bytes::from(body));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        if let Self::KeysUnavailable = self {
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         } else {
             headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
@@ -218,7 +227,7 @@ impl AuthError {
         if let Ok(message) = HeaderValue::try_from(message) {
             headers.insert("grpc-message", message);
         }
-        if let Self::KeysUnavailable = self {
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         } else {
             headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));

@@ -61,6 +61,7 @@
 //! | `password` | no | [`password::Passwords`]: argon2id hashing on tokio's blocking pool |
 //! | `jwks` | no | [`jwks::JwksSource`]: cached, self-refreshing JWKS and OIDC discovery over HTTP (hyper-util client) |
 //! | `jwks-rustls` | no | `jwks` over HTTPS through rustls with the webpki roots |
+//! | `redis` | no | [`RevocationsBuilder::redis`]: revocations shared by every instance through Redis |
 //! | `axum` | no | [`Claims<C>`] as an axum extractor, [`AuthError`] as an axum response |
 //! | `aws-lc-rs` | no | verify with `aws-lc-rs` instead of the pure-Rust RustCrypto crates: about 3x faster RSA and 4x faster ECDSA, slower HMAC, and it needs a C compiler |
 
@@ -83,6 +84,7 @@ pub mod keys;
 #[cfg_attr(docsrs, doc(cfg(feature = "password")))]
 pub mod password;
 pub mod rejection;
+mod revoke;
 mod token;
 pub mod trust;
 mod validate;
@@ -106,6 +108,7 @@ pub use issuer::{MAX_TTL, TokenIssuer};
 pub use jsonwebtoken::{self, Algorithm};
 pub use keys::{KeySet, KeySource, VerificationKey};
 pub use rejection::OnRejection;
+pub use revoke::{OutOfSync, Revocations, RevocationsBuilder};
 pub use token::DEFAULT_MAX_TOKEN_LEN;
 pub use trust::TrustedIssuer;
 pub use validate::{DEFAULT_LEEWAY, MAX_LEEWAY};

@@ -701,7 +701,7 @@ async fn tokens_without_sub_or_for_others_are_401() {
         .await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        res.json()["error_description"],
+        res.json()["detail"],
         "the token lacks the required claim `sub`"
     );
 
@@ -929,10 +929,7 @@ async fn own_tokens_must_be_at_jwt_in_multi_issuer_mode_too() {
     .unwrap();
     let res = b.get("/secure-todos", Some(&typed_jwt)).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        res.json()["error_description"],
-        "the token's type is not accepted"
-    );
+    assert_eq!(res.json()["detail"], "the token's type is not accepted");
     let access_token = forge(claims, SECRET.as_bytes());
     assert_eq!(
         b.get("/secure-todos", Some(&access_token)).await.status,
@@ -1174,14 +1171,11 @@ async fn mixed_load_answers_everyone_correctly_and_never_crosses_users() {
             }
             "expired" => {
                 assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-                assert_eq!(res.json()["error_description"], "the token has expired");
+                assert_eq!(res.json()["detail"], "the token has expired");
             }
             "forged" => {
                 assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-                assert_eq!(
-                    res.json()["error_description"],
-                    "the token's signature is invalid"
-                );
+                assert_eq!(res.json()["detail"], "the token's signature is invalid");
             }
             _ => {
                 assert_eq!(res.status, StatusCode::UNAUTHORIZED);

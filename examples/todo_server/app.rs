@@ -37,7 +37,8 @@ use tower_http::{
     trace::TraceLayer,
 };
 use tower_jwt_auth::{
-    Algorithm, Claims, JwtAuthLayer, RequireScope, StandardClaims, TokenIssuer, TrustedIssuer,
+    Algorithm, AuthError, AuthorizeLayer, Claims, JwtAuthLayer, RequireScope, Revocations,
+    StandardClaims, TokenIssuer, TrustedIssuer,
     jwks::JwksSource,
     password::{PasswordError, Passwords},
 };
@@ -78,6 +79,8 @@ pub struct Config {
     pub token_cache: usize,
     /// The `typ` required of the external provider's tokens (`EXTERNAL_TOKEN_TYP`), if any.
     pub external_typ: Option<String>,
+    /// `REDIS_URL`: revocations and the login throttle shared by every instance using it.
+    pub redis_url: Option<String>,
 }
 
 /// An identity provider trusted besides this server's own logins.
@@ -198,6 +201,7 @@ impl Config {
             external,
             token_cache: parse("JWT_CACHE_SIZE", 10_000)? as usize,
             external_typ: var("EXTERNAL_TOKEN_TYP"),
+            redis_url: var("REDIS_URL"),
         })
     }
 }
@@ -223,6 +227,8 @@ impl fmt::Debug for Config {
             .field("external", &self.external)
             .field("token_cache", &self.token_cache)
             .field("external_typ", &self.external_typ)
+            // The URL may carry a password.
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
             .finish()
     }
 }
@@ -250,6 +256,10 @@ struct State {
     todos: Mutex<HashMap<Owner, Vec<Todo>>>,
     next_id: AtomicU64,
     throttle: Throttle,
+    /// Tokens logged out before they expire; shared through Redis when `REDIS_URL` is set.
+    revocations: Revocations,
+    /// What the write routes need on top of authentication.
+    require_write: AuthorizeLayer<RequireScope>,
     trusted_proxies: Vec<IpAddr>,
     limits: Limits,
 }
@@ -299,6 +309,32 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
     .audience(config.audience.clone())
     .ttl(config.ttl)
     .map_err(|e| e.to_string())?;
+    // With Redis, revocations and the login throttle are shared by every instance.
+    let redis = match &config.redis_url {
+        Some(url) => {
+            Some(redis::Client::open(url.as_str()).map_err(|e| format!("REDIS_URL: {e}"))?)
+        }
+        None => None,
+    };
+    let (revocations, throttle) = match redis {
+        Some(redis) => {
+            tracing::info!("sharing revocations and the login throttle through Redis");
+            (
+                Revocations::builder()
+                    .max_token_lifetime(config.ttl)
+                    .key_prefix("todo-server:revocations")
+                    .redis(redis.clone())
+                    .await,
+                Throttle::shared(config.throttle.clone(), redis, "todo-server:throttle")?,
+            )
+        }
+        None => (
+            Revocations::builder()
+                .max_token_lifetime(config.ttl)
+                .in_memory(),
+            Throttle::new(config.throttle.clone()),
+        ),
+    };
     let auth = match &config.external {
         None => issuer.layer().cache(config.token_cache),
         Some(external) => {
@@ -320,7 +356,9 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
                 .require_claim("sub")
                 .cache(config.token_cache)
         }
-    };
+    }
+    .revocations(revocations.clone())
+    .on_rejection(rejection);
     let passwords = Passwords::new();
     let mut users = HashMap::new();
     for (name, password, scope) in [
@@ -343,7 +381,9 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
         users,
         todos: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
-        throttle: Throttle::new(config.throttle.clone()),
+        throttle,
+        revocations,
+        require_write: RequireScope::all(["todos:write"]).on_rejection(rejection),
         trusted_proxies: config.trusted_proxies.clone(),
         limits: config.limits.clone(),
     })))
@@ -353,67 +393,126 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
 #[derive(Clone)]
 pub struct AppState(Arc<State>);
 
+/// Who may call a route: this is where `tower-jwt-auth` comes in.
+#[derive(Clone, Copy)]
+enum Access {
+    /// Anyone.
+    Public,
+    /// A valid bearer token: `JwtAuthLayer` checks it and puts its claims in the request.
+    Authenticated,
+    /// A valid token that grants `todos:write`: `JwtAuthLayer`, then `RequireScope`.
+    Writer,
+}
+
+/// What answers a request; [`route`] finds it, [`handle`] runs it.
+#[derive(Clone, Copy)]
+enum Route {
+    Login,
+    Health,
+    PublicTodos,
+    Jwks,
+    Me,
+    ListTodos,
+    CreateTodo,
+    DeleteTodo,
+    Logout,
+    LogoutAll,
+    MethodNotAllowed,
+    NotFound,
+}
+
+/// Every route of the server, and who may call it: the one place to read the API.
+fn route(method: &Method, path: &str) -> (Access, Route) {
+    use Access::{Authenticated, Public, Writer};
+    match (method, path) {
+        (&Method::POST, "/login") => (Public, Route::Login),
+        (&Method::GET, "/health") => (Public, Route::Health),
+        (&Method::GET, "/todos") => (Public, Route::PublicTodos),
+        (&Method::GET, "/.well-known/jwks.json") => (Public, Route::Jwks),
+        (&Method::GET, "/me") => (Authenticated, Route::Me),
+        (&Method::GET, "/secure-todos") => (Authenticated, Route::ListTodos),
+        (&Method::POST, "/logout") => (Authenticated, Route::Logout),
+        (&Method::POST, "/logout/all") => (Authenticated, Route::LogoutAll),
+        (&Method::POST, "/secure-todos") => (Writer, Route::CreateTodo),
+        (&Method::DELETE, p) if p.starts_with("/secure-todos/") => (Writer, Route::DeleteTodo),
+        // A known path with another method: 405, after the same authentication, so that
+        // a protected path answers nothing to a caller without a token.
+        (_, "/login" | "/health" | "/todos" | "/.well-known/jwks.json") => {
+            (Public, Route::MethodNotAllowed)
+        }
+        (_, "/me" | "/secure-todos" | "/logout" | "/logout/all") => {
+            (Authenticated, Route::MethodNotAllowed)
+        }
+        (_, p) if p.starts_with("/secure-todos/") => (Authenticated, Route::MethodNotAllowed),
+        _ => (Public, Route::NotFound),
+    }
+}
+
 impl AppState {
+    /// The server as one service: [`route`] picks the route and its access, the access picks
+    /// the middleware stack, and [`handle`] answers behind it.
     pub fn service(&self) -> App {
         let state = self.0.clone();
-
-        // Writes need the `todos:write` scope on top of authentication.
-        let write = ServiceBuilder::new()
-            .layer(RequireScope::all(["todos:write"]))
-            .service(service_fn({
-                let state = state.clone();
-                move |req| write_routes(state.clone(), req)
-            }));
-        // Everything under /secure-todos and /me needs a valid token from our issuer.
-        let protected = ServiceBuilder::new()
-            .layer(state.auth.clone())
-            .service(service_fn({
-                let state = state.clone();
-                move |req: Request<_>| {
-                    let state = state.clone();
-                    let write = write.clone();
-                    async move {
-                        Ok::<_, Infallible>(match *req.method() {
-                            Method::POST | Method::DELETE => boxed(write.oneshot(req).await?),
-                            _ => read_routes(&state, req),
-                        })
-                    }
-                }
-            }));
-
-        let routes = service_fn(move |req: Request<_>| {
-            let state = state.clone();
-            let protected = protected.clone();
-            async move {
-                let path = req.uri().path();
-                Ok::<_, Infallible>(match (req.method(), path) {
-                    (&Method::POST, "/login") => login(&state, req).await,
-                    (&Method::GET, "/health") => {
-                        json_response(StatusCode::OK, &json!({"status": "ok"}))
-                    }
-                    (&Method::GET, "/todos") => json_response(StatusCode::OK, &public_todos()),
-                    (&Method::GET, "/.well-known/jwks.json") => match state.issuer.public_jwk() {
-                        // Other services validate this server's tokens with these keys.
-                        Some(jwk) => json_response(StatusCode::OK, &json!({ "keys": [jwk] })),
-                        None => error(
-                            StatusCode::NOT_FOUND,
-                            "tokens are signed with a shared secret",
-                        ),
-                    },
-                    (_, "/login" | "/health" | "/todos") => {
-                        error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-                    }
-                    (_, "/me" | "/secure-todos") => boxed(protected.oneshot(req).await?),
-                    (_, p) if p.starts_with("/secure-todos/") => {
-                        boxed(protected.oneshot(req).await?)
-                    }
-                    _ => error(StatusCode::NOT_FOUND, "not found"),
-                })
-            }
-        });
-
-        BoxCloneSyncService::new(ServiceBuilder::new().map_response(boxed).service(routes))
+        let handler = service_fn(move |req| handle(state.clone(), req));
+        // One stack per kind of access, all ending in the same handler.
+        let public = BoxCloneSyncService::new(handler.clone());
+        let authenticated = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(boxed)
+                .layer(self.0.auth.clone())
+                .service(handler.clone()),
+        );
+        let writer = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(boxed)
+                .layer(self.0.auth.clone())
+                .layer(self.0.require_write.clone())
+                .service(handler),
+        );
+        BoxCloneSyncService::new(service_fn(move |mut req: Request<_>| {
+            let (access, route) = route(req.method(), req.uri().path());
+            req.extensions_mut().insert(route);
+            let stack = match access {
+                Access::Public => &public,
+                Access::Authenticated => &authenticated,
+                Access::Writer => &writer,
+            };
+            stack.clone().oneshot(req)
+        }))
     }
+}
+
+/// Answers a request that [`route`] routed and its stack let through.
+async fn handle<B>(state: Arc<State>, req: Request<B>) -> Result<Response<Body>, Infallible>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let route = req.extensions().get().copied().unwrap_or(Route::NotFound);
+    // Behind `JwtAuthLayer` (every route but the public ones) the claims are there.
+    let claims = req.extensions().get::<Claims<StandardClaims>>().cloned();
+    let claims = || claims.clone().expect("behind JwtAuthLayer");
+    Ok(match route {
+        Route::Login => login(&state, req).await,
+        Route::Health => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        Route::PublicTodos => json_response(StatusCode::OK, &public_todos()),
+        Route::Jwks => match state.issuer.public_jwk() {
+            // Other services validate this server's tokens with these keys.
+            Some(jwk) => json_response(StatusCode::OK, &json!({ "keys": [jwk] })),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "tokens are signed with a shared secret",
+            ),
+        },
+        Route::Me => json_response(StatusCode::OK, &*claims()),
+        Route::ListTodos => list_todos(&state, &claims()),
+        Route::CreateTodo => create_todo(&state, &claims(), req.into_body()).await,
+        Route::DeleteTodo => delete_todo(&state, &claims(), req.uri().path()),
+        Route::Logout => logout(&state, &claims()),
+        Route::LogoutAll => logout_all(&state, &claims()),
+        Route::MethodNotAllowed => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        Route::NotFound => error(StatusCode::NOT_FOUND, "not found"),
+    })
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains open connections.
@@ -555,7 +654,7 @@ where
     }
 
     // Counted before the password is checked: a burst cannot outrun the budget.
-    let attempt = match state.throttle.begin(&username, client) {
+    let attempt = match state.throttle.begin(&username, client).await {
         Ok(attempt) => attempt,
         Err(wait) => {
             tracing::info!("login throttled");
@@ -578,7 +677,7 @@ where
         .await;
     match (user, verified) {
         (Some(user), Ok(true)) => {
-            attempt.succeeded();
+            attempt.succeeded().await;
             match state.issuer.issue(&username, user.scope) {
                 Ok(token) => {
                     tracing::info!(user = %username, "login succeeded");
@@ -599,7 +698,7 @@ where
         (_, Err(PasswordError::Busy)) => {
             // A login storm: refuse quickly rather than queue without limit. The password
             // was not checked, so the attempt does not count.
-            attempt.refund();
+            attempt.refund().await;
             tracing::warn!("login refused: every password worker is busy");
             let mut res = error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -610,7 +709,7 @@ where
             res
         }
         (_, Err(e)) => {
-            attempt.refund();
+            attempt.refund().await;
             tracing::error!(error = %e, "password verification failed");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -620,28 +719,11 @@ where
     }
 }
 
-/// `GET /me` and `GET /secure-todos`.
-fn read_routes<B>(state: &State, req: Request<B>) -> Response<Body> {
-    let claims = req
-        .extensions()
-        .get::<Claims<StandardClaims>>()
-        .expect("behind JwtAuthLayer");
-    let owner = owner(claims);
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/me") => json_response(StatusCode::OK, &**claims),
-        (&Method::GET, "/secure-todos") => {
-            let todos = state
-                .todos
-                .lock()
-                .unwrap()
-                .get(&owner)
-                .cloned()
-                .unwrap_or_default();
-            json_response(StatusCode::OK, &todos)
-        }
-        (_, "/me" | "/secure-todos") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        _ => error(StatusCode::NOT_FOUND, "not found"),
-    }
+/// `GET /secure-todos`.
+fn list_todos(state: &State, claims: &StandardClaims) -> Response<Body> {
+    let todos = state.todos.lock().unwrap();
+    let mine = todos.get(&owner(claims)).map_or(&[][..], Vec::as_slice);
+    json_response(StatusCode::OK, &mine)
 }
 
 #[derive(Deserialize)]
@@ -649,76 +731,94 @@ struct NewTodo {
     title: String,
 }
 
-/// `POST /secure-todos` and `DELETE /secure-todos/{id}`, after the scope check.
-async fn write_routes<B>(state: Arc<State>, req: Request<B>) -> Result<Response<Body>, Infallible>
+/// `POST /secure-todos`.
+async fn create_todo<B>(state: &State, claims: &StandardClaims, body: B) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    // Only the owner is needed past the body read; the claims stay in the request.
-    let owner = owner(
-        req.extensions()
-            .get::<Claims<StandardClaims>>()
-            .expect("behind JwtAuthLayer"),
-    );
-    let path = req.uri().path().to_owned();
-    Ok(match (req.method().clone(), path.as_str()) {
-        (Method::POST, "/secure-todos") => {
-            let body = match read_body(req.into_body()).await {
-                Ok(body) => body,
-                Err(res) => return Ok(res),
-            };
-            let Ok(new) = serde_json::from_slice::<NewTodo>(&body) else {
-                return Ok(error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "expected a JSON body {\"title\": \"...\"}",
-                ));
-            };
-            let title = new.title.trim();
-            if title.is_empty() || title.chars().count() > MAX_TITLE {
-                return Ok(error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "the title must have 1 to 200 characters",
-                ));
-            }
-            let mut todos = state.todos.lock().unwrap();
-            let mine = todos.entry(owner).or_default();
-            if mine.len() >= MAX_TODOS_PER_USER {
-                return Ok(error(
-                    StatusCode::CONFLICT,
-                    "too many todos: delete some before adding more",
-                ));
-            }
-            let todo = Todo {
-                id: state.next_id.fetch_add(1, Ordering::Relaxed),
-                title: title.to_owned(),
-                done: false,
-            };
-            mine.push(todo.clone());
-            drop(todos);
-            let mut res = json_response(StatusCode::CREATED, &todo);
-            let location = HeaderValue::try_from(format!("/secure-todos/{}", todo.id))
-                .expect("digits are a valid header");
-            res.headers_mut().insert(header::LOCATION, location);
-            res
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(res) => return res,
+    };
+    let Ok(new) = serde_json::from_slice::<NewTodo>(&body) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "expected a JSON body {\"title\": \"...\"}",
+        );
+    };
+    let title = new.title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the title must have 1 to 200 characters",
+        );
+    }
+    let mut todos = state.todos.lock().unwrap();
+    let mine = todos.entry(owner(claims)).or_default();
+    if mine.len() >= MAX_TODOS_PER_USER {
+        return error(
+            StatusCode::CONFLICT,
+            "too many todos: delete some before adding more",
+        );
+    }
+    let todo = Todo {
+        id: state.next_id.fetch_add(1, Ordering::Relaxed),
+        title: title.to_owned(),
+        done: false,
+    };
+    mine.push(todo.clone());
+    drop(todos);
+    let mut res = json_response(StatusCode::CREATED, &todo);
+    let location = HeaderValue::try_from(format!("/secure-todos/{}", todo.id))
+        .expect("digits are a valid header");
+    res.headers_mut().insert(header::LOCATION, location);
+    res
+}
+
+/// `DELETE /secure-todos/{id}`.
+fn delete_todo(state: &State, claims: &StandardClaims, path: &str) -> Response<Body> {
+    let id = path["/secure-todos/".len()..].parse::<u64>().ok();
+    let mut todos = state.todos.lock().unwrap();
+    match (id, todos.get_mut(&owner(claims))) {
+        (Some(id), Some(list)) if list.iter().any(|t| t.id == id) => {
+            list.retain(|t| t.id != id);
+            no_content()
         }
-        (Method::DELETE, p) if p.starts_with("/secure-todos/") => {
-            let id = p["/secure-todos/".len()..].parse::<u64>().ok();
-            let mut todos = state.todos.lock().unwrap();
-            let mine = todos.get_mut(&owner);
-            match (id, mine) {
-                (Some(id), Some(list)) if list.iter().any(|t| t.id == id) => {
-                    list.retain(|t| t.id != id);
-                    Response::builder()
-                        .status(StatusCode::NO_CONTENT)
-                        .body(empty())
-                        .unwrap()
-                }
-                _ => error(StatusCode::NOT_FOUND, "no such todo"),
-            }
+        _ => error(StatusCode::NOT_FOUND, "no such todo"),
+    }
+}
+
+/// `POST /logout`: the presented token is refused from now on, on every instance that
+/// shares the revocations. A token without `jti` (an external provider's) cannot be
+/// revoked alone: `/logout/all` can.
+fn logout(state: &State, claims: &StandardClaims) -> Response<Body> {
+    match (&claims.jti, claims.exp) {
+        (Some(jti), Some(exp)) => {
+            state.revocations.revoke_token(jti, exp);
+            tracing::info!("logout");
+            no_content()
         }
-        _ => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-    })
+        _ => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this token has no jti to revoke; use /logout/all",
+        ),
+    }
+}
+
+/// `POST /logout/all`: every token of this user issued until now is refused from now on.
+fn logout_all(state: &State, claims: &StandardClaims) -> Response<Body> {
+    match &claims.sub {
+        Some(sub) => {
+            state.revocations.revoke_subject(sub);
+            tracing::info!("logout from every session");
+            no_content()
+        }
+        None => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this token has no subject",
+        ),
+    }
 }
 
 /// The owner of the request's todos. The layer requires `sub`, and `iss` (it picks the
@@ -770,12 +870,26 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
         .unwrap()
 }
 
+/// Every error this server answers has one body shape, `{"detail": "..."}` (the seed
+/// app's FastAPI shape), whether a route or the auth middleware refused the request.
 fn error(status: StatusCode, detail: &str) -> Response<Body> {
     json_response(status, &json!({"detail": detail}))
 }
 
-fn empty() -> Body {
-    Full::new(Bytes::new()).boxed()
+/// The auth middleware's rejections in the same shape: its status and headers (the RFC 6750
+/// `WWW-Authenticate` challenge with the machine-readable error code, or `Retry-After`), and
+/// `{"detail": ...}` for a body.
+fn rejection(error: &AuthError, realm: &str) -> Response<Bytes> {
+    let detail = serde_json::to_vec(&json!({"detail": error.description()}));
+    error
+        .response(realm)
+        .map(|body| detail.map(Bytes::from).unwrap_or(body))
+}
+
+fn no_content() -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::new()).boxed());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    res
 }
 
 fn boxed<B>(res: Response<B>) -> Response<Body>

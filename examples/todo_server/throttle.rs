@@ -14,8 +14,15 @@
 //!   [`client_address`] trusts `X-Forwarded-For` only from configured proxies.
 //!
 //! Unknown usernames are tracked exactly like real ones, so the throttle says nothing about
-//! which accounts exist. Every table is a bounded `quick_cache` (O(1) per attempt, the
-//! least-used entries dropped first), behind one mutex held only for that O(1) work.
+//! which accounts exist. In one process every table is a bounded `quick_cache` (O(1) per
+//! attempt, the least-used entries dropped first), behind one mutex held only for that O(1)
+//! work.
+//!
+//! **Shared** ([`Throttle::shared`]): with Redis, every instance counts against the same
+//! budgets, with the same rules, each step one Lua script (atomic, on Redis' clock), keys
+//! expiring with their windows. When Redis cannot be reached the throttle fails open to the
+//! per-instance tables, with a warning: logins keep working, throttled per instance until
+//! Redis is back.
 
 use std::{
     net::{IpAddr, Ipv6Addr},
@@ -103,9 +110,11 @@ struct Tables {
     known: Cache<(String, Client), ()>,
 }
 
+/// The login throttle: in this process, or shared through Redis with a per-process
+/// fallback.
 pub struct Throttle {
-    policy: Policy,
-    tables: Mutex<Tables>,
+    local: Local,
+    shared: Option<shared::Shared>,
 }
 
 /// An admitted login attempt, already counted as a failure: [`succeeded`](Self::succeeded)
@@ -114,14 +123,79 @@ pub struct Throttle {
 pub struct Attempt<'t> {
     throttle: &'t Throttle,
     key: (String, Client),
+    /// Counted in Redis (else in this process).
+    shared: bool,
 }
 
 impl Throttle {
+    /// A throttle for this process only.
     pub fn new(policy: Policy) -> Self {
-        Self::with_capacity(policy, MAX_ENTRIES)
+        Self {
+            local: Local::with_capacity(policy, MAX_ENTRIES),
+            shared: None,
+        }
     }
 
-    pub fn with_capacity(policy: Policy, capacity: usize) -> Self {
+    /// A throttle shared by every instance using `redis` (and `prefix`).
+    pub fn shared(policy: Policy, redis: redis::Client, prefix: &str) -> Result<Self, String> {
+        Ok(Self {
+            shared: Some(shared::Shared::new(redis, prefix, &policy)?),
+            local: Local::with_capacity(policy, MAX_ENTRIES),
+        })
+    }
+
+    /// Admits and counts an attempt for `user` from `client`, or says how long it is locked.
+    pub async fn begin(
+        &self,
+        user: &str,
+        client: impl Into<Client>,
+    ) -> Result<Attempt<'_>, Duration> {
+        let key = (user.to_owned(), client.into());
+        let shared = match &self.shared {
+            Some(shared) => match shared.begin(&key).await {
+                Some(Ok(())) => true,
+                Some(Err(wait)) => return Err(wait),
+                None => false, // Redis unreachable: count here
+            },
+            None => false,
+        };
+        if !shared {
+            self.local.begin_at(&key, Instant::now())?;
+        }
+        Ok(Attempt {
+            throttle: self,
+            key,
+            shared,
+        })
+    }
+}
+
+impl Attempt<'_> {
+    /// The password was right: the pair starts afresh and the client becomes known.
+    pub async fn succeeded(self) {
+        match &self.throttle.shared {
+            Some(shared) if self.shared => shared.succeeded(&self.key).await,
+            _ => self.throttle.local.succeeded(self.key),
+        }
+    }
+
+    /// The password was never checked (the server was busy): the attempt does not count.
+    pub async fn refund(self) {
+        match &self.throttle.shared {
+            Some(shared) if self.shared => shared.refund(&self.key).await,
+            _ => self.throttle.local.refund(&self.key),
+        }
+    }
+}
+
+/// The throttle's tables in this process.
+struct Local {
+    policy: Policy,
+    tables: Mutex<Tables>,
+}
+
+impl Local {
+    fn with_capacity(policy: Policy, capacity: usize) -> Self {
         Self {
             policy,
             tables: Mutex::new(Tables {
@@ -132,17 +206,19 @@ impl Throttle {
         }
     }
 
-    /// Admits and counts an attempt for `user` from `client`, or says how long it is locked.
-    pub fn begin(&self, user: &str, client: impl Into<Client>) -> Result<Attempt<'_>, Duration> {
-        self.begin_at(user, client.into(), Instant::now())
+    #[cfg(test)]
+    fn begin(&self, user: &str, client: impl Into<Client>) -> Result<(String, Client), Duration> {
+        let key = (user.to_owned(), client.into());
+        self.begin_at(&key, Instant::now())?;
+        Ok(key)
     }
 
-    fn begin_at(&self, user: &str, client: Client, now: Instant) -> Result<Attempt<'_>, Duration> {
-        let key = (user.to_owned(), client);
+    fn begin_at(&self, key: &(String, Client), now: Instant) -> Result<(), Duration> {
+        let user = &key.0;
         let p = &self.policy;
         let mut t = self.tables.lock().unwrap();
 
-        let mut pair = t.pairs.get(&key).cloned().unwrap_or_default();
+        let mut pair = t.pairs.get(key).cloned().unwrap_or_default();
         if let Some(until) = pair.locked_until.filter(|&until| until > now) {
             return Err(until - now);
         }
@@ -162,7 +238,7 @@ impl Throttle {
                 window_start: now,
                 failures: 0,
             });
-        if account.failures >= p.account_max_failures && t.known.get(&key).is_none() {
+        if account.failures >= p.account_max_failures && t.known.get(key).is_none() {
             return Err((account.window_start + p.account_window).saturating_duration_since(now));
         }
 
@@ -178,10 +254,7 @@ impl Throttle {
         account.failures += 1;
         t.pairs.insert(key.clone(), pair);
         t.accounts.insert(user.to_owned(), account);
-        Ok(Attempt {
-            throttle: self,
-            key,
-        })
+        Ok(())
     }
 
     #[cfg(test)]
@@ -191,27 +264,201 @@ impl Throttle {
     }
 }
 
-impl Attempt<'_> {
-    /// The password was right: the pair starts afresh and the client becomes known.
-    pub fn succeeded(self) {
-        let mut t = self.throttle.tables.lock().unwrap();
-        t.pairs.remove(&self.key);
-        if let Some(mut account) = t.accounts.get_mut(&self.key.0) {
+impl Local {
+    fn succeeded(&self, key: (String, Client)) {
+        let mut t = self.tables.lock().unwrap();
+        t.pairs.remove(&key);
+        if let Some(mut account) = t.accounts.get_mut(&key.0) {
             account.failures = account.failures.saturating_sub(1);
         }
-        t.known.insert(self.key, ());
+        t.known.insert(key, ());
     }
 
-    /// The password was never checked (the server was busy): the attempt does not count.
-    pub fn refund(self) {
-        let mut t = self.throttle.tables.lock().unwrap();
-        if let Some(mut pair) = t.pairs.get_mut(&self.key)
+    fn refund(&self, key: &(String, Client)) {
+        let mut t = self.tables.lock().unwrap();
+        if let Some(mut pair) = t.pairs.get_mut(key)
             && pair.locked_until.is_none()
         {
             pair.failures = pair.failures.saturating_sub(1);
         }
-        if let Some(mut account) = t.accounts.get_mut(&self.key.0) {
+        if let Some(mut account) = t.accounts.get_mut(&key.0) {
             account.failures = account.failures.saturating_sub(1);
+        }
+    }
+}
+
+/// The throttle's tables in Redis: each step one Lua script, run atomically with Redis'
+/// clock, so concurrent attempts on several instances see one count.
+mod shared {
+    use std::{
+        sync::atomic::{AtomicBool, Ordering},
+        time::Duration,
+    };
+
+    use redis::{
+        Script,
+        aio::{ConnectionManager, ConnectionManagerConfig},
+    };
+
+    use super::{Client, Policy};
+
+    /// A known (user, client) pair is remembered this long.
+    const KNOWN_FOR_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
+    /// `begin`: the same rules as `Local::begin_at`. Returns `{1, 0}` when admitted (and
+    /// counted), `{0, ms}` when locked for `ms` more milliseconds.
+    const BEGIN: &str = r"
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local max_failures, lockout, max_lockout, account_max, window =
+            tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+        local p = redis.call('HMGET', KEYS[1], 'failures', 'lockouts', 'locked_until')
+        local failures, lockouts, locked = tonumber(p[1]) or 0, tonumber(p[2]) or 0, tonumber(p[3]) or 0
+        if locked > now then return {0, locked - now} end
+        local a = redis.call('HMGET', KEYS[2], 'start', 'failures')
+        local start, account = tonumber(a[1]), tonumber(a[2]) or 0
+        if not start or now - start >= window then start, account = now, 0 end
+        if account >= account_max and redis.call('EXISTS', KEYS[3]) == 0 then
+            return {0, start + window - now}
+        end
+        failures, locked = failures + 1, 0
+        if failures >= max_failures then
+            locked = now + math.min(lockout * 2 ^ math.min(lockouts, 16), max_lockout)
+            lockouts, failures = lockouts + 1, 0
+        end
+        redis.call('HSET', KEYS[1], 'failures', failures, 'lockouts', lockouts, 'locked_until', locked)
+        -- A pair quiet for twice the longest lockout starts its backoff afresh.
+        redis.call('PEXPIRE', KEYS[1], max_lockout * 2)
+        redis.call('HSET', KEYS[2], 'start', start, 'failures', account + 1)
+        redis.call('PEXPIREAT', KEYS[2], start + window)
+        return {1, 0}
+    ";
+
+    /// `succeeded`: the pair starts afresh, the account gets its attempt back, the client is known.
+    const SUCCEEDED: &str = r"
+        redis.call('DEL', KEYS[1])
+        if (tonumber(redis.call('HGET', KEYS[2], 'failures')) or 0) > 0 then
+            redis.call('HINCRBY', KEYS[2], 'failures', -1)
+        end
+        redis.call('SET', KEYS[3], 1, 'PX', ARGV[1])
+    ";
+
+    /// `refund`: the attempt does not count (unless it locked the pair).
+    const REFUND: &str = r"
+        local p = redis.call('HMGET', KEYS[1], 'failures', 'locked_until')
+        if (tonumber(p[1]) or 0) > 0 and (tonumber(p[2]) or 0) == 0 then
+            redis.call('HINCRBY', KEYS[1], 'failures', -1)
+        end
+        if (tonumber(redis.call('HGET', KEYS[2], 'failures')) or 0) > 0 then
+            redis.call('HINCRBY', KEYS[2], 'failures', -1)
+        end
+    ";
+
+    pub struct Shared {
+        conn: ConnectionManager,
+        prefix: String,
+        /// `[max_failures, lockout, max_lockout, account_max, window]`, milliseconds.
+        args: [u64; 5],
+        begin: Script,
+        succeeded: Script,
+        refund: Script,
+        /// Whether the last call failed (to warn once per outage, not per login).
+        down: AtomicBool,
+    }
+
+    impl Shared {
+        pub fn new(client: redis::Client, prefix: &str, p: &Policy) -> Result<Self, String> {
+            // Fail fast: a login waits on this, and an outage falls back to local counting.
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_millis(250)))
+                .set_response_timeout(Some(Duration::from_millis(500)))
+                .set_number_of_retries(0);
+            let conn = ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(|e| format!("REDIS_URL: {e}"))?;
+            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            Ok(Self {
+                conn,
+                prefix: prefix.to_owned(),
+                args: [
+                    u64::from(p.max_failures),
+                    ms(p.lockout),
+                    ms(p.max_lockout),
+                    u64::from(p.account_max_failures),
+                    ms(p.account_window),
+                ],
+                begin: Script::new(BEGIN),
+                succeeded: Script::new(SUCCEEDED),
+                refund: Script::new(REFUND),
+                down: AtomicBool::new(false),
+            })
+        }
+
+        /// The pair's, the account's and the "known" key. Lengths first: a user name may
+        /// contain anything, the separator included.
+        fn keys(&self, (user, client): &(String, Client)) -> [String; 3] {
+            let p = &self.prefix;
+            let n = user.len();
+            [
+                format!("{p}:pair:{n}:{user}:{}", client.0),
+                format!("{p}:account:{n}:{user}"),
+                format!("{p}:known:{n}:{user}:{}", client.0),
+            ]
+        }
+
+        /// `None` when Redis could not answer: the caller counts locally.
+        pub async fn begin(&self, key: &(String, Client)) -> Option<Result<(), Duration>> {
+            let mut invocation = self.begin.prepare_invoke();
+            for k in self.keys(key) {
+                invocation.key(k);
+            }
+            for a in self.args {
+                invocation.arg(a);
+            }
+            let (admitted, wait_ms): (u8, u64) =
+                self.outcome(invocation.invoke_async(&mut self.conn.clone()).await)?;
+            Some(if admitted == 1 {
+                Ok(())
+            } else {
+                Err(Duration::from_millis(wait_ms))
+            })
+        }
+
+        pub async fn succeeded(&self, key: &(String, Client)) {
+            let mut invocation = self.succeeded.prepare_invoke();
+            for k in self.keys(key) {
+                invocation.key(k);
+            }
+            invocation.arg(KNOWN_FOR_MS);
+            let _: Option<()> = self.outcome(invocation.invoke_async(&mut self.conn.clone()).await);
+        }
+
+        pub async fn refund(&self, key: &(String, Client)) {
+            let mut invocation = self.refund.prepare_invoke();
+            for k in self.keys(key) {
+                invocation.key(k);
+            }
+            let _: Option<()> = self.outcome(invocation.invoke_async(&mut self.conn.clone()).await);
+        }
+
+        /// The result, logging the transitions between reachable and not.
+        fn outcome<T>(&self, result: redis::RedisResult<T>) -> Option<T> {
+            match result {
+                Ok(value) => {
+                    if self.down.swap(false, Ordering::Relaxed) {
+                        tracing::info!("login throttle: Redis is back; budgets are shared again");
+                    }
+                    Some(value)
+                }
+                Err(error) => {
+                    if !self.down.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            %error,
+                            "login throttle: Redis unreachable; throttling per instance until it is back"
+                        );
+                    }
+                    None
+                }
+            }
         }
     }
 }
@@ -269,36 +516,38 @@ mod tests {
 
     #[test]
     fn attempts_count_before_verification_and_lockouts_back_off() {
-        let t = Throttle::new(Policy {
-            account_max_failures: 1000,
-            ..policy()
-        });
+        let t = Local::with_capacity(
+            Policy {
+                account_max_failures: 1000,
+                ..policy()
+            },
+            MAX_ENTRIES,
+        );
         let c = Client::from(ip("192.0.2.1"));
         let start = Instant::now();
         // Three admitted (none verified yet), then locked for the base lockout.
-        let pending: Vec<_> = (0..3)
-            .map(|_| t.begin_at("alice", c, start).unwrap())
-            .collect();
+        for _ in 0..3 {
+            t.begin_at(&("alice".into(), c), start).unwrap();
+        }
         assert_eq!(
-            t.begin_at("alice", c, start).err(),
+            t.begin_at(&("alice".into(), c), start).err(),
             Some(Duration::from_secs(60))
         );
-        drop(pending);
         // After it: three more, and the next lockout is twice as long, then four times...
         let later = start + Duration::from_secs(61);
         for _ in 0..3 {
-            let _ = t.begin_at("alice", c, later).unwrap();
+            t.begin_at(&("alice".into(), c), later).unwrap();
         }
         assert_eq!(
-            t.begin_at("alice", c, later).err(),
+            t.begin_at(&("alice".into(), c), later).err(),
             Some(Duration::from_secs(120))
         );
         let later = later + Duration::from_secs(121);
         for _ in 0..3 {
-            let _ = t.begin_at("alice", c, later).unwrap();
+            t.begin_at(&("alice".into(), c), later).unwrap();
         }
         assert_eq!(
-            t.begin_at("alice", c, later).err(),
+            t.begin_at(&("alice".into(), c), later).err(),
             Some(Duration::from_secs(240))
         );
         // ...up to the maximum.
@@ -306,32 +555,32 @@ mod tests {
         for _ in 0..5 {
             at += Duration::from_secs(601);
             for _ in 0..3 {
-                let _ = t.begin_at("alice", c, at).unwrap();
+                t.begin_at(&("alice".into(), c), at).unwrap();
             }
         }
         assert_eq!(
-            t.begin_at("alice", c, at).err(),
+            t.begin_at(&("alice".into(), c), at).err(),
             Some(Duration::from_secs(600))
         );
         // A pair quiet for long enough starts afresh.
         let quiet = at + Duration::from_secs(1201) + Duration::from_secs(600);
         for _ in 0..3 {
-            let _ = t.begin_at("alice", c, quiet).unwrap();
+            t.begin_at(&("alice".into(), c), quiet).unwrap();
         }
         assert_eq!(
-            t.begin_at("alice", c, quiet).err(),
+            t.begin_at(&("alice".into(), c), quiet).err(),
             Some(Duration::from_secs(60))
         );
     }
 
     #[test]
     fn a_success_clears_the_pair_and_a_refund_gives_the_attempt_back() {
-        let t = Throttle::new(policy());
+        let t = Local::with_capacity(policy(), MAX_ENTRIES);
         let c = ip("192.0.2.1");
         let _ = t.begin("alice", c).unwrap();
-        t.begin("alice", c).unwrap().succeeded();
+        t.succeeded(t.begin("alice", c).unwrap());
         for _ in 0..2 {
-            t.begin("alice", c).unwrap().refund();
+            t.refund(&t.begin("alice", c).unwrap());
         }
         // Neither the success nor the refunds used the budget.
         for _ in 0..3 {
@@ -342,9 +591,9 @@ mod tests {
 
     #[test]
     fn the_account_budget_spans_clients_but_spares_known_ones() {
-        let t = Throttle::new(policy());
+        let t = Local::with_capacity(policy(), MAX_ENTRIES);
         let home = ip("198.51.100.7");
-        t.begin("alice", home).unwrap().succeeded();
+        t.succeeded(t.begin("alice", home).unwrap());
         // Ten failures from ten different addresses (two each: under the pair limit).
         for i in 0..5 {
             let bot = ip(&format!("203.0.113.{i}"));
@@ -360,7 +609,7 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded() {
-        let t = Throttle::with_capacity(policy(), 1000);
+        let t = Local::with_capacity(policy(), 1000);
         for i in 0..20_000u32 {
             let _ = t.begin(&format!("user{i}"), IpAddr::from(i.to_be_bytes()));
         }

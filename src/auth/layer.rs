@@ -6,8 +6,8 @@ use tower_layer::Layer;
 
 use super::{JwtAuth, config::Config};
 use crate::{
-    ConfigError, KeySet, KeySource, OnRejection, StandardClaims, TrustedIssuer, VerificationKey,
-    rejection::Rejecter, token::TokenSource, validate::Validator,
+    ConfigError, KeySet, KeySource, OnRejection, Revocations, StandardClaims, TrustedIssuer,
+    VerificationKey, rejection::Rejecter, token::TokenSource, validate::Validator,
 };
 
 /// A [`Layer`] that authenticates requests with bearer JWTs; see the [module docs](crate::auth).
@@ -216,6 +216,16 @@ impl<C> JwtAuthLayer<C> {
     /// its decoded claims (with the default 8 KiB token limit, at most about 10 KiB each).
     pub fn cache(mut self, capacity: usize) -> Self {
         self.config_mut().validator.set_cache(capacity);
+        self
+    }
+
+    /// Refuses tokens in `revocations` (`401 invalid_token`, "the token has been revoked"),
+    /// checked after every other check, and on every cache hit: a token revoked after it
+    /// was cached is refused too. The check reads a local replica and costs a hash lookup or
+    /// two; it never waits on the network, even with a [Redis-shared
+    /// set](crate::RevocationsBuilder::redis).
+    pub fn revocations(mut self, revocations: Revocations) -> Self {
+        self.config_mut().validator.set_revocations(revocations);
         self
     }
 

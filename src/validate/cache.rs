@@ -17,6 +17,7 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 
 use super::Validated;
+use crate::revoke::TokenId;
 
 pub(crate) struct TokenCache<C> {
     entries: Arc<Cache<Box<str>, Entry<C>>>,
@@ -32,6 +33,8 @@ pub(crate) struct Entry<C> {
     pub(crate) policy: usize,
     /// [`VerificationKey::id`](crate::VerificationKey) of the key that verified it.
     pub(crate) key_id: u64,
+    /// What a revocation check needs (when the layer checks revocations).
+    pub(crate) revocable: Option<Arc<TokenId>>,
 }
 
 impl<C> TokenCache<C> {
@@ -55,10 +58,10 @@ impl<C> TokenCache<C> {
         token: &str,
         now: u64,
         key_in_use: impl FnOnce(usize, u64) -> bool,
-    ) -> Option<Validated<C>> {
+    ) -> Option<Entry<C>> {
         let entry = self.entries.get(token)?;
         if entry.valid_until >= now && key_in_use(entry.policy, entry.key_id) {
-            Some(entry.validated)
+            Some(entry)
         } else {
             self.entries.remove(token);
             None
@@ -88,6 +91,7 @@ impl<C> Clone for Entry<C> {
     fn clone(&self) -> Self {
         Self {
             validated: self.validated.clone(),
+            revocable: self.revocable.clone(),
             ..*self
         }
     }

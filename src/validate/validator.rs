@@ -10,8 +10,9 @@ use super::{
     registered::Registered,
 };
 use crate::{
-    AuthError, ConfigError, Scopes, TrustedIssuer,
+    AuthError, ConfigError, Revocations, Scopes, TrustedIssuer,
     keys::{Keys, RefreshWait},
+    revoke::{TokenId, TokenRef},
     token::DEFAULT_MAX_TOKEN_LEN,
 };
 
@@ -63,6 +64,8 @@ pub(crate) struct Validator<C> {
     required: Vec<Arc<str>>,
     pub(crate) max_token_len: usize,
     cache: Option<TokenCache<C>>,
+    /// Consulted after every other check, on cache hits too.
+    revocations: Option<Revocations>,
 }
 
 impl<C> Validator<C> {
@@ -99,6 +102,7 @@ impl<C> Validator<C> {
             required: Vec::new(),
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             cache: None,
+            revocations: None,
         }
     }
 
@@ -171,6 +175,10 @@ impl<C> Validator<C> {
         self.cache = (capacity > 0).then(|| TokenCache::new(capacity));
     }
 
+    pub(crate) fn set_revocations(&mut self, revocations: Revocations) {
+        self.revocations = Some(revocations);
+    }
+
     /// Called on every configuration change: cached verdicts of the old configuration must
     /// not leak into the new one.
     pub(crate) fn reset_cache(&mut self) {
@@ -203,11 +211,18 @@ impl<C: DeserializeOwned> Validator<C> {
     pub(crate) fn check(&self, token: &str) -> Verdict<C> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(cache) = &self.cache
-            && let Some(validated) = cache.get(token, now, |policy, key_id| {
+            && let Some(hit) = cache.get(token, now, |policy, key_id| {
                 self.policies[policy].keys.contains(key_id)
             })
         {
-            return Verdict::Valid(validated);
+            // Revocations are checked on every hit: a token revoked after it was cached is
+            // refused like any other.
+            if let (Some(revocations), Some(id)) = (&self.revocations, &hit.revocable)
+                && let Err(error) = revocations.check(id.token_ref(), now)
+            {
+                return Verdict::Invalid(error);
+            }
+            return Verdict::Valid(hit.validated);
         }
         match self.validate(token, now) {
             Ok(entry) => {
@@ -278,6 +293,19 @@ impl<C: DeserializeOwned> Validator<C> {
         }
         let valid_until = policy.check_claims(&registered, now)?;
         let claims: C = serde_json::from_slice(&payload).map_err(|_| AuthError::InvalidClaims)?;
+        // Last: whether a token that passed everything else has been revoked.
+        let mut revocable = None;
+        if let Some(revocations) = &self.revocations {
+            let id = TokenRef {
+                jti: registered.jti.as_deref(),
+                sub: registered.sub.as_deref(),
+                iat: registered.iat,
+            };
+            revocations.check(id, now)?;
+            if self.cache.is_some() {
+                revocable = Some(Arc::new(TokenId::from(id)));
+            }
+        }
         Ok(Entry {
             validated: Validated {
                 claims: Arc::new(claims),
@@ -286,6 +314,7 @@ impl<C: DeserializeOwned> Validator<C> {
             valid_until,
             policy: index,
             key_id: key.id,
+            revocable,
         })
     }
 }
@@ -298,6 +327,7 @@ impl<C> Clone for Validator<C> {
             required: self.required.clone(),
             max_token_len: self.max_token_len,
             cache: self.cache.clone(),
+            revocations: self.revocations.clone(),
         }
     }
 }
@@ -309,6 +339,7 @@ impl<C> fmt::Debug for Validator<C> {
             .field("required", &self.required)
             .field("max_token_len", &self.max_token_len)
             .field("cache", &self.cache)
+            .field("revocations", &self.revocations)
             .finish()
     }
 }

@@ -1,0 +1,345 @@
+//! Revocation: tokens refused before they expire (logout, "log out everywhere", a password
+//! change, an account lock), on one instance or, through Redis, on all of them.
+//!
+//! [`Revocations`] is the set a [`JwtAuthLayer`](crate::JwtAuthLayer) consults after a token
+//! has passed every other check, cached tokens included. The request path only reads a local
+//! replica (two lock-free maps): it never waits on the network. With the `redis` feature each
+//! instance keeps its replica current from a Redis stream and writes its own revocations
+//! there; see [`RevocationsBuilder::redis`].
+//!
+//! Two kinds of revocation:
+//! - [`revoke_token`](Revocations::revoke_token): the one token with this `jti`, remembered
+//!   until its `exp` (plus the largest leeway a layer allows), then forgotten;
+//! - [`revoke_subject`](Revocations::revoke_subject): every token of a `sub` issued (`iat`)
+//!   up to now, the current second included, remembered for the longest token lifetime.
+
+mod replica;
+#[cfg(feature = "redis")]
+mod sync;
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use replica::{Replica, Revocation};
+pub(crate) use replica::{TokenId, TokenRef};
+
+use crate::{AuthError, MAX_LEEWAY, MAX_TTL};
+
+/// What the layer does when the replica may be missing revocations: Redis has been
+/// unreachable for longer than a bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OutOfSync {
+    /// Keep accepting tokens the replica does not know to be revoked (the default): an outage
+    /// of Redis is not an outage of the service. Revocations made meanwhile on this instance
+    /// still apply here at once.
+    #[default]
+    Serve,
+    /// After the replica has been out of sync for longer than `after`, answer every
+    /// authenticated request `503 Service Unavailable` with `Retry-After` until it is back.
+    Refuse {
+        /// How long the replica may be out of sync before requests are refused.
+        after: Duration,
+    },
+}
+
+/// A set of revoked tokens that [`JwtAuthLayer::revocations`](crate::JwtAuthLayer::revocations)
+/// consults on every request. Cloning is cheap and every clone is the same set.
+///
+/// ```
+/// use tower_jwt_auth::{JwtAuthLayer, Revocations, StandardClaims};
+///
+/// # fn main() -> Result<(), tower_jwt_auth::ConfigError> {
+/// let revocations = Revocations::in_memory();
+/// let layer = JwtAuthLayer::<StandardClaims>::hs256(b"an example secret of at least 32 bytes")?
+///     .revocations(revocations.clone());
+/// // On logout, with the claims of the presented token:
+/// revocations.revoke_token("the token's jti", 1_900_000_000);
+/// // On a password change:
+/// revocations.revoke_subject("alice");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Revocations {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    replica: Replica,
+    /// How long a subject revocation is kept: the longest lifetime of a token it may cover.
+    max_token_lifetime: u64,
+    out_of_sync: OutOfSync,
+    sync: SyncClock,
+    /// Where local revocations go to reach the other instances (Redis), if anywhere.
+    #[cfg(feature = "redis")]
+    outbox: Option<tokio::sync::mpsc::UnboundedSender<Revocation>>,
+}
+
+/// When the replica last knew it was complete: a backend that is always complete (in
+/// memory) never falls behind.
+struct SyncClock {
+    origin: Instant,
+    /// Milliseconds since `origin` of the last confirmation; `u64::MAX` for "always".
+    synced_at: AtomicU64,
+}
+
+impl SyncClock {
+    const ALWAYS: u64 = u64::MAX;
+
+    fn out_of_sync_for(&self) -> Duration {
+        let at = self.synced_at.load(Ordering::Relaxed);
+        if at == Self::ALWAYS {
+            return Duration::ZERO;
+        }
+        self.origin
+            .elapsed()
+            .saturating_sub(Duration::from_millis(at))
+    }
+
+    fn confirm(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.synced_at.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// Settings of a [`Revocations`] set, then its backend.
+#[derive(Debug, Clone)]
+pub struct RevocationsBuilder {
+    max_token_lifetime: Duration,
+    out_of_sync: OutOfSync,
+    #[cfg(feature = "redis")]
+    key_prefix: String,
+}
+
+impl Default for RevocationsBuilder {
+    fn default() -> Self {
+        Self {
+            max_token_lifetime: MAX_TTL,
+            out_of_sync: OutOfSync::Serve,
+            #[cfg(feature = "redis")]
+            key_prefix: "tower-jwt-auth:revocations".into(),
+        }
+    }
+}
+
+impl RevocationsBuilder {
+    /// The longest lifetime (`exp - iat`) of the tokens the layer accepts; a subject
+    /// revocation is kept that long (plus the largest leeway), after which every token it
+    /// covers has expired. Defaults to [`MAX_TTL`](crate::MAX_TTL), the longest lifetime
+    /// [`TokenIssuer`](crate::TokenIssuer) issues; raise it for an identity provider that
+    /// issues longer-lived tokens.
+    pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_token_lifetime = lifetime;
+        self
+    }
+
+    /// What to do when the replica has been out of sync for too long; see [`OutOfSync`].
+    /// Only a shared backend can fall out of sync.
+    pub fn when_out_of_sync(mut self, policy: OutOfSync) -> Self {
+        self.out_of_sync = policy;
+        self
+    }
+
+    /// A set held in this process only.
+    pub fn in_memory(self) -> Revocations {
+        Revocations {
+            shared: Arc::new(self.shared(SyncClock::ALWAYS)),
+        }
+    }
+
+    fn shared(&self, synced_at: u64) -> Shared {
+        Shared {
+            replica: Replica::default(),
+            max_token_lifetime: self.max_token_lifetime.as_secs(),
+            out_of_sync: self.out_of_sync,
+            sync: SyncClock {
+                origin: Instant::now(),
+                synced_at: AtomicU64::new(synced_at),
+            },
+            #[cfg(feature = "redis")]
+            outbox: None,
+        }
+    }
+}
+
+impl Revocations {
+    /// Settings for a set, then its backend.
+    pub fn builder() -> RevocationsBuilder {
+        RevocationsBuilder::default()
+    }
+
+    /// A set held in this process only, with the default settings.
+    pub fn in_memory() -> Self {
+        Self::builder().in_memory()
+    }
+
+    /// Revokes the token whose `jti` is `jti` and whose `exp` is `exp` (seconds since the
+    /// epoch, as in the token). It is refused from now on, here at once and on the other
+    /// instances as soon as they hear of it; the entry is dropped once the token would have
+    /// expired anyway.
+    pub fn revoke_token(&self, jti: &str, exp: u64) {
+        let until = exp.saturating_add(MAX_LEEWAY.as_secs());
+        self.add(Revocation::Token {
+            jti: jti.into(),
+            until,
+        });
+    }
+
+    /// Revokes every token of `sub` issued up to now ("log out everywhere"). A token issued
+    /// in this very second is revoked too (`iat` has one-second resolution); a token issued
+    /// from the next second on is not.
+    pub fn revoke_subject(&self, sub: &str) {
+        self.revoke_subject_issued_until(sub, jsonwebtoken::get_current_timestamp());
+    }
+
+    /// Revokes every token of `sub` whose `iat` is at or before `since` (seconds since the
+    /// epoch), and every token of `sub` without an `iat`.
+    pub fn revoke_subject_issued_until(&self, sub: &str, since: u64) {
+        let until = since
+            .saturating_add(self.shared.max_token_lifetime)
+            .saturating_add(MAX_LEEWAY.as_secs());
+        self.add(Revocation::Subject {
+            sub: sub.into(),
+            since,
+            until,
+        });
+    }
+
+    fn add(&self, revocation: Revocation) {
+        let now = jsonwebtoken::get_current_timestamp();
+        if !self.shared.replica.apply(&revocation, now) {
+            return;
+        }
+        tracing::debug!(kind = revocation.kind(), "token revocation added");
+        #[cfg(feature = "redis")]
+        if let Some(outbox) = &self.shared.outbox {
+            // The writer keeps it until Redis has it, through outages.
+            let _ = outbox.send(revocation);
+        }
+    }
+
+    /// How many revocations are held locally (entries still in force, and expired ones not
+    /// yet swept, at most a second old).
+    pub fn len(&self) -> usize {
+        self.shared.replica.len()
+    }
+
+    /// Whether no revocation is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How long the local replica has been out of sync with the shared backend (zero when
+    /// it is in sync, or when there is no shared backend).
+    pub fn out_of_sync_for(&self) -> Duration {
+        self.shared.sync.out_of_sync_for()
+    }
+
+    /// The request path's question, after every other check has passed: is this token
+    /// revoked, or can that not be known?
+    #[inline]
+    pub(crate) fn check(&self, token: TokenRef<'_>, now: u64) -> Result<(), AuthError> {
+        let shared = &*self.shared;
+        if let OutOfSync::Refuse { after } = shared.out_of_sync
+            && shared.sync.out_of_sync_for() > after
+        {
+            return Err(AuthError::RevocationsUnavailable);
+        }
+        if shared.replica.is_revoked(token, now) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(())
+    }
+}
+
+impl Revocation {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Token { .. } => "token",
+            Self::Subject { .. } => "subject",
+        }
+    }
+}
+
+impl fmt::Debug for Revocations {
+    /// Counts and settings only: a `jti` or a subject is nobody's business in a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revocations")
+            .field("len", &self.len())
+            .field("out_of_sync", &self.shared.out_of_sync)
+            .field("out_of_sync_for", &self.out_of_sync_for())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token<'t>(jti: &'t str, sub: &'t str, iat: u64) -> TokenRef<'t> {
+        TokenRef {
+            jti: Some(jti),
+            sub: Some(sub),
+            iat: Some(iat),
+        }
+    }
+
+    #[test]
+    fn revoking_a_token_refuses_it_with_the_leeway_added() {
+        let r = Revocations::in_memory();
+        let now = jsonwebtoken::get_current_timestamp();
+        r.revoke_token("t1", now + 60);
+        assert_eq!(r.check(token("t1", "a", now), now), Err(AuthError::Revoked));
+        assert_eq!(r.check(token("t2", "a", now), now), Ok(()));
+        // Still refused after `exp` while a lenient layer could accept it...
+        let late = now + 60 + MAX_LEEWAY.as_secs();
+        assert_eq!(
+            r.check(token("t1", "a", now), late),
+            Err(AuthError::Revoked)
+        );
+        // ...and forgotten after that.
+        assert_eq!(r.check(token("t1", "a", now), late + 1), Ok(()));
+    }
+
+    #[test]
+    fn revoking_a_subject_covers_its_older_tokens_for_the_longest_lifetime() {
+        let r = Revocations::builder()
+            .max_token_lifetime(Duration::from_secs(100))
+            .in_memory();
+        r.revoke_subject_issued_until("alice", 1_000);
+        assert_eq!(
+            r.check(token("x", "alice", 1_000), 1_000),
+            Err(AuthError::Revoked)
+        );
+        assert_eq!(r.check(token("x", "alice", 1_001), 1_001), Ok(()));
+        let last = 1_000 + 100 + MAX_LEEWAY.as_secs();
+        assert_eq!(
+            r.check(token("x", "alice", 999), last),
+            Err(AuthError::Revoked)
+        );
+        assert_eq!(r.check(token("x", "alice", 999), last + 1), Ok(()));
+    }
+
+    #[test]
+    fn in_memory_is_never_out_of_sync_and_debug_shows_no_identifiers() {
+        let r = Revocations::builder()
+            .when_out_of_sync(OutOfSync::Refuse {
+                after: Duration::ZERO,
+            })
+            .in_memory();
+        r.revoke_token("secret-jti", u64::MAX);
+        r.revoke_subject("secret-subject");
+        assert_eq!(r.out_of_sync_for(), Duration::ZERO);
+        assert_eq!(r.check(TokenRef::default(), 0), Ok(()));
+        let debug = format!("{r:?}");
+        assert!(debug.contains("len: 2"), "{debug}");
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+}

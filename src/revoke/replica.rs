@@ -1,0 +1,326 @@
+//! The local set of revocations the request path reads: lock-free maps (papaya) from `jti`
+//! and from `sub`, each entry dropped once every token it covers has expired.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use foldhash::fast::RandomState;
+use papaya::HashMap;
+
+/// One revocation, as kept locally and as written to (and read from) Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Revocation {
+    /// The token with this `jti` is refused until `until` (its `exp` plus the largest
+    /// leeway a layer may allow).
+    Token { jti: Box<str>, until: u64 },
+    /// Every token of `sub` with an `iat` at or before `since` is refused, until `until`
+    /// (when every such token has expired).
+    Subject {
+        sub: Box<str>,
+        since: u64,
+        until: u64,
+    },
+}
+
+impl Revocation {
+    /// The last second at which this revocation still matters.
+    pub(crate) fn until(&self) -> u64 {
+        match self {
+            Self::Token { until, .. } | Self::Subject { until, .. } => *until,
+        }
+    }
+}
+
+/// What the request path asks about: the token's `jti`, `sub` and `iat`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TokenRef<'t> {
+    pub(crate) jti: Option<&'t str>,
+    pub(crate) sub: Option<&'t str>,
+    pub(crate) iat: Option<u64>,
+}
+
+/// A [`TokenRef`] kept beside a cached token.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenId {
+    jti: Option<Box<str>>,
+    sub: Option<Box<str>>,
+    iat: Option<u64>,
+}
+
+impl TokenId {
+    pub(crate) fn token_ref(&self) -> TokenRef<'_> {
+        TokenRef {
+            jti: self.jti.as_deref(),
+            sub: self.sub.as_deref(),
+            iat: self.iat,
+        }
+    }
+}
+
+impl From<TokenRef<'_>> for TokenId {
+    fn from(t: TokenRef<'_>) -> Self {
+        Self {
+            jti: t.jti.map(Into::into),
+            sub: t.sub.map(Into::into),
+            iat: t.iat,
+        }
+    }
+}
+
+/// Sweep expired entries at most this often (seconds).
+const SWEEP_EVERY: u64 = 1;
+
+#[derive(Debug)]
+pub(crate) struct Replica {
+    /// `jti` -> until.
+    tokens: HashMap<Box<str>, u64, RandomState>,
+    /// `sub` -> (since, until).
+    subjects: HashMap<Box<str>, (u64, u64), RandomState>,
+    next_sweep: AtomicU64,
+}
+
+impl Default for Replica {
+    fn default() -> Self {
+        Self {
+            tokens: HashMap::with_hasher(RandomState::default()),
+            subjects: HashMap::with_hasher(RandomState::default()),
+            next_sweep: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Replica {
+    /// Adds `revocation` (idempotent: applying one twice, or in any order with others, gives
+    /// the same set). Returns whether it changed anything.
+    pub(crate) fn apply(&self, revocation: &Revocation, now: u64) -> bool {
+        if revocation.until() < now {
+            return false;
+        }
+        let before = match revocation {
+            Revocation::Token { jti, until } => {
+                let tokens = self.tokens.pin();
+                let before = tokens.get(jti).copied();
+                tokens.update_or_insert(jti.clone(), |&old| old.max(*until), *until);
+                before != Some((*until).max(before.unwrap_or(0)))
+            }
+            Revocation::Subject { sub, since, until } => {
+                let subjects = self.subjects.pin();
+                let before = subjects.get(sub).copied();
+                let merge = |&(s, u): &(u64, u64)| (s.max(*since), u.max(*until));
+                subjects.update_or_insert(sub.clone(), merge, (*since, *until));
+                before.is_none_or(|old| merge(&old) != old)
+            }
+        };
+        self.sweep_if_due(now);
+        before
+    }
+
+    /// Whether the token is revoked at `now`. Entries past their `until` no longer count,
+    /// even before a sweep removes them.
+    ///
+    /// A subject revocation covers tokens issued at or before its `since`, the same second
+    /// included: `iat` has one-second resolution, and a token minted in the second of a "log
+    /// out everywhere", possibly just before it, must not survive it. A token without `iat`
+    /// cannot show it is newer, so it is covered too.
+    #[inline]
+    pub(crate) fn is_revoked(&self, token: TokenRef<'_>, now: u64) -> bool {
+        if let Some(jti) = token.jti
+            && !self.tokens.is_empty()
+            && self
+                .tokens
+                .pin()
+                .get(jti)
+                .is_some_and(|&until| until >= now)
+        {
+            return true;
+        }
+        if let Some(sub) = token.sub
+            && !self.subjects.is_empty()
+            && let Some(&(since, until)) = self.subjects.pin().get(sub)
+        {
+            return until >= now && token.iat.is_none_or(|iat| iat <= since);
+        }
+        false
+    }
+
+    /// Every entry still in force at `now`.
+    pub(crate) fn entries(&self, now: u64) -> Vec<Revocation> {
+        let tokens = self.tokens.pin();
+        let subjects = self.subjects.pin();
+        let tokens = tokens
+            .iter()
+            .filter(|&(_, &until)| until >= now)
+            .map(|(jti, &until)| Revocation::Token {
+                jti: jti.clone(),
+                until,
+            });
+        let subjects = subjects
+            .iter()
+            .filter(|&(_, &(_, until))| until >= now)
+            .map(|(sub, &(since, until))| Revocation::Subject {
+                sub: sub.clone(),
+                since,
+                until,
+            });
+        tokens.chain(subjects).collect()
+    }
+
+    /// Whether `revocation` is already covered here.
+    pub(crate) fn covers(&self, revocation: &Revocation) -> bool {
+        match revocation {
+            Revocation::Token { jti, until } => {
+                self.tokens.pin().get(jti).is_some_and(|u| u >= until)
+            }
+            Revocation::Subject { sub, since, until } => self
+                .subjects
+                .pin()
+                .get(sub)
+                .is_some_and(|(s, u)| s >= since && u >= until),
+        }
+    }
+
+    /// Drops expired entries, at most once a second.
+    pub(crate) fn sweep_if_due(&self, now: u64) {
+        let due = self.next_sweep.load(Ordering::Relaxed);
+        if now >= due
+            && self
+                .next_sweep
+                .compare_exchange(due, now + SWEEP_EVERY, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.tokens.pin().retain(|_, &until| until >= now);
+            self.subjects.pin().retain(|_, &(_, until)| until >= now);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.tokens.len() + self.subjects.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(jti: &str, until: u64) -> Revocation {
+        Revocation::Token {
+            jti: jti.into(),
+            until,
+        }
+    }
+
+    fn subject(sub: &str, since: u64, until: u64) -> Revocation {
+        Revocation::Subject {
+            sub: sub.into(),
+            since,
+            until,
+        }
+    }
+
+    fn jti(jti: &str) -> TokenRef<'_> {
+        TokenRef {
+            jti: Some(jti),
+            ..TokenRef::default()
+        }
+    }
+
+    fn of(sub: &str, iat: Option<u64>) -> TokenRef<'_> {
+        TokenRef {
+            sub: Some(sub),
+            iat,
+            ..TokenRef::default()
+        }
+    }
+
+    #[test]
+    fn a_revoked_jti_is_refused_until_its_entry_expires_then_forgotten() {
+        let r = Replica::default();
+        assert!(r.apply(&token("a", 1_000), 900));
+        assert!(r.is_revoked(jti("a"), 900));
+        assert!(
+            r.is_revoked(jti("a"), 1_000),
+            "the last second still counts"
+        );
+        assert!(!r.is_revoked(jti("b"), 900));
+        // Past `until` it no longer counts, even before a sweep...
+        assert!(!r.is_revoked(jti("a"), 1_001));
+        assert_eq!(r.len(), 1);
+        // ...and the next sweep removes it.
+        r.sweep_if_due(1_001);
+        assert_eq!(r.len(), 0);
+        // An entry that is already over is not added at all.
+        assert!(!r.apply(&token("c", 10), 900));
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn sweeps_keep_what_is_in_force_and_run_at_most_once_a_second() {
+        let r = Replica::default();
+        for i in 0..100u64 {
+            r.apply(&token(&i.to_string(), 1_000 + i), 1_000);
+        }
+        r.apply(&subject("s", 900, 1_050), 1_000);
+        assert_eq!(r.len(), 101);
+        r.sweep_if_due(1_050);
+        assert_eq!(r.len(), 51, "jtis 50..99 and the subject remain");
+        // Within the same second a second sweep does nothing.
+        r.sweep_if_due(1_051);
+        r.sweep_if_due(1_051);
+        r.sweep_if_due(1_052);
+        assert_eq!(r.len(), 48);
+        assert!(r.is_revoked(jti("99"), 1_052));
+        assert!(!r.is_revoked(of("s", Some(900)), 1_052));
+    }
+
+    #[test]
+    fn a_subject_revocation_covers_tokens_issued_up_to_and_including_its_second() {
+        let r = Replica::default();
+        r.apply(&subject("alice", 1_000, 5_000), 1_000);
+        assert!(r.is_revoked(of("alice", Some(999)), 1_000));
+        assert!(
+            r.is_revoked(of("alice", Some(1_000)), 1_000),
+            "issued in the same second as the revocation: revoked"
+        );
+        assert!(!r.is_revoked(of("alice", Some(1_001)), 1_001));
+        assert!(r.is_revoked(of("alice", None), 1_001), "no iat: revoked");
+        assert!(!r.is_revoked(of("bob", Some(1)), 1_001));
+        // A later revocation moves `since` forward; an earlier one never moves it back.
+        r.apply(&subject("alice", 2_000, 6_000), 2_000);
+        r.apply(&subject("alice", 1_500, 5_500), 2_000);
+        assert!(r.is_revoked(of("alice", Some(2_000)), 2_000));
+        assert!(!r.is_revoked(of("alice", Some(2_001)), 2_001));
+        assert!(r.is_revoked(of("alice", Some(1_999)), 6_000));
+        assert!(!r.is_revoked(of("alice", Some(1_999)), 6_001), "expired");
+    }
+
+    #[test]
+    fn applying_is_idempotent_and_order_free() {
+        let all = [
+            token("a", 100),
+            token("a", 200),
+            subject("s", 10, 100),
+            subject("s", 20, 90),
+        ];
+        let forward = Replica::default();
+        let backward = Replica::default();
+        for r in &all {
+            forward.apply(r, 0);
+        }
+        for r in all.iter().rev() {
+            backward.apply(r, 0);
+            backward.apply(r, 0);
+        }
+        let sorted = |r: &Replica| {
+            let mut e = r.entries(0);
+            e.sort_by_key(|r| format!("{r:?}"));
+            e
+        };
+        assert_eq!(sorted(&forward), sorted(&backward));
+        assert_eq!(
+            sorted(&forward),
+            vec![subject("s", 20, 100), token("a", 200)]
+        );
+        assert!(forward.covers(&token("a", 150)));
+        assert!(!forward.covers(&token("a", 250)));
+        assert!(!forward.apply(&token("a", 150), 0), "nothing new");
+    }
+}

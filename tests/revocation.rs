@@ -1,0 +1,363 @@
+//! Revocation through `JwtAuthLayer::revocations`: in memory, then shared through a real
+//! Redis that each test starts on a free loopback port.
+
+mod common;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::time::{Duration, Instant};
+
+use common::{claims_with, good_claims, mint, now, through};
+use http::StatusCode;
+use redis_server::RedisServer;
+use serde_json::Value;
+use tower_jwt_auth::{JwtAuthLayer, OutOfSync, Revocations, StandardClaims};
+
+fn layer(revocations: &Revocations) -> JwtAuthLayer<StandardClaims> {
+    JwtAuthLayer::hs256(common::SECRET)
+        .unwrap()
+        .issuer(common::ISSUER)
+        .audience(common::AUDIENCE)
+        .revocations(revocations.clone())
+}
+
+fn token(jti: &str) -> (String, u64) {
+    let claims = claims_with(|c| {
+        c.insert("jti".into(), jti.into());
+    });
+    (mint(&claims), claims["exp"].as_u64().unwrap())
+}
+
+fn issued_at(sub: &str, iat: u64) -> String {
+    mint(&claims_with(|c| {
+        c.insert("sub".into(), sub.into());
+        c.insert("iat".into(), iat.into());
+    }))
+}
+
+/// The status a layer answers `token` with, after asserting what a refusal looks like.
+async fn status(layer: &JwtAuthLayer<StandardClaims>, token: &str) -> StatusCode {
+    let (reply, calls) = through(layer, token).await;
+    match reply.status {
+        StatusCode::OK => assert_eq!(calls, 1),
+        StatusCode::UNAUTHORIZED => {
+            assert_eq!(calls, 0, "a revoked token never reaches the service");
+            assert_eq!(
+                reply.challenge.as_deref(),
+                Some(
+                    "Bearer realm=\"api\", error=\"invalid_token\", \
+                     error_description=\"the token has been revoked\""
+                )
+            );
+            assert_eq!(
+                reply.json()["error_description"],
+                "the token has been revoked"
+            );
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            assert_eq!(calls, 0);
+            assert_eq!(reply.retry_after.as_deref(), Some("5"));
+            assert_eq!(reply.json()["error"], "temporarily_unavailable");
+        }
+        other => panic!("unexpected {other}: {:?}", reply.body),
+    }
+    reply.status
+}
+
+#[tokio::test]
+async fn a_revoked_jti_is_refused_with_invalid_token_and_others_pass() {
+    let revocations = Revocations::in_memory();
+    let layer = layer(&revocations);
+    let (logged_out, exp) = token("session-1");
+    let (other, _) = token("session-2");
+    assert_eq!(status(&layer, &logged_out).await, StatusCode::OK);
+    revocations.revoke_token("session-1", exp);
+    assert_eq!(status(&layer, &logged_out).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&layer, &other).await, StatusCode::OK);
+    // A token without `jti` is not touched by jti revocations.
+    assert_eq!(status(&layer, &mint(&good_claims())).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_token_cache_never_resurrects_a_revoked_token() {
+    let revocations = Revocations::in_memory();
+    let layer = layer(&revocations).cache(100);
+    let (cached, exp) = token("cached");
+    // Validated and cached, then served from the cache...
+    for _ in 0..3 {
+        assert_eq!(status(&layer, &cached).await, StatusCode::OK);
+    }
+    // ...and refused from the cache once revoked, by jti or by subject.
+    revocations.revoke_token("cached", exp);
+    assert_eq!(status(&layer, &cached).await, StatusCode::UNAUTHORIZED);
+
+    let before = issued_at("carol", now() - 10);
+    assert_eq!(status(&layer, &before).await, StatusCode::OK);
+    assert_eq!(status(&layer, &before).await, StatusCode::OK);
+    revocations.revoke_subject("carol");
+    assert_eq!(status(&layer, &before).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_subject_revocation_covers_its_second_and_not_the_next() {
+    let revocations = Revocations::in_memory();
+    let layer = layer(&revocations);
+    let t = now() - 60;
+    revocations.revoke_subject_issued_until("alice", t);
+    assert_eq!(
+        status(&layer, &issued_at("alice", t - 1)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&layer, &issued_at("alice", t)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&layer, &issued_at("alice", t + 1)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&layer, &issued_at("bob", t - 1)).await,
+        StatusCode::OK
+    );
+    // Without `iat` a token cannot show it is newer.
+    let no_iat = mint(&claims_with(|c| {
+        c.remove("iat");
+    }));
+    assert_eq!(status(&layer, &no_iat).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn revocation_is_checked_last_so_other_failures_keep_their_answer() {
+    let revocations = Revocations::in_memory();
+    let layer = layer(&revocations);
+    revocations.revoke_subject("alice");
+    let expired = mint(&claims_with(|c| {
+        c.insert("exp".into(), Value::from(now() - 3600));
+        c.insert("iat".into(), Value::from(now() - 7200));
+    }));
+    let (reply, calls) = through(&layer, &expired).await;
+    assert_eq!((reply.status, calls), (StatusCode::UNAUTHORIZED, 0));
+    assert_eq!(reply.json()["error_description"], "the token has expired");
+}
+
+/// Polls `layer` with `token` until it answers `want`, and says how long that took.
+async fn until_status(
+    layer: &JwtAuthLayer<StandardClaims>,
+    token: &str,
+    want: StatusCode,
+    within: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if status(layer, token).await == want {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "not {want} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn shared(redis: &RedisServer) -> Revocations {
+    shared_with(redis, OutOfSync::Serve).await
+}
+
+async fn shared_with(redis: &RedisServer, policy: OutOfSync) -> Revocations {
+    let client = redis::Client::open(redis.url()).unwrap();
+    Revocations::builder()
+        .when_out_of_sync(policy)
+        .redis(client)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_redis_a_revocation_reaches_every_instance_within_200_ms() {
+    let Some(redis) = RedisServer::start("revocation through redis") else {
+        return;
+    };
+    let (a, b) = (shared(&redis).await, shared(&redis).await);
+    let (layer_a, layer_b) = (layer(&a), layer(&b).cache(100));
+    let mut worst = Duration::ZERO;
+    for i in 0..20 {
+        let (token, exp) = token(&format!("propagation-{i}"));
+        assert_eq!(status(&layer_b, &token).await, StatusCode::OK);
+        a.revoke_token(&format!("propagation-{i}"), exp);
+        // Here at once...
+        assert_eq!(status(&layer_a, &token).await, StatusCode::UNAUTHORIZED);
+        // ...there within 200 ms.
+        let took = until_status(
+            &layer_b,
+            &token,
+            StatusCode::UNAUTHORIZED,
+            Duration::from_millis(200),
+        )
+        .await;
+        worst = worst.max(took);
+    }
+    println!("revocation propagation A -> B, worst of 20: {worst:?}");
+
+    // Subject revocations travel the same way.
+    let old = issued_at("dave", now() - 5);
+    assert_eq!(status(&layer_a, &old).await, StatusCode::OK);
+    b.revoke_subject("dave");
+    until_status(
+        &layer_a,
+        &old,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_millis(200),
+    )
+    .await;
+
+    // A set started afterwards loads all of it.
+    let fresh = layer(&shared(&redis).await);
+    assert_eq!(
+        status(&fresh, &token("propagation-7").0).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(&fresh, &old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&fresh, &token("never-revoked").0).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_instances_keep_serving_and_nothing_is_lost() {
+    let Some(mut redis) = RedisServer::start("revocation while redis is down") else {
+        return;
+    };
+    let (a, b) = (shared(&redis).await, shared(&redis).await);
+    let (layer_a, layer_b) = (layer(&a), layer(&b));
+    let (before, exp_before) = token("before-outage");
+    a.revoke_token("before-outage", exp_before);
+    until_status(
+        &layer_b,
+        &before,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_secs(1),
+    )
+    .await;
+
+    redis.kill();
+    // Both keep serving, from their replicas.
+    let (during, exp_during) = token("during-outage");
+    assert_eq!(status(&layer_a, &during).await, StatusCode::OK);
+    assert_eq!(status(&layer_b, &during).await, StatusCode::OK);
+    assert_eq!(status(&layer_b, &before).await, StatusCode::UNAUTHORIZED);
+    // A revocation made meanwhile holds here at once...
+    a.revoke_token("during-outage", exp_during);
+    assert_eq!(status(&layer_a, &during).await, StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        status(&layer_b, &during).await,
+        StatusCode::OK,
+        "B cannot know yet"
+    );
+    assert!(b.out_of_sync_for() > Duration::from_secs(1));
+
+    // ...and reaches the others once Redis is back.
+    redis.restart();
+    let took = until_status(
+        &layer_b,
+        &during,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_secs(5),
+    )
+    .await;
+    println!("revocation made during the outage reached B {took:?} after Redis came back");
+    assert!(b.out_of_sync_for() < Duration::from_secs(1));
+
+    // A set started now knows both.
+    let fresh = layer(&shared(&redis).await);
+    assert_eq!(status(&fresh, &before).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&fresh, &during).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_lost_its_data_gets_it_back_from_the_instances() {
+    let Some(mut redis) = RedisServer::start("revocation after redis lost its data") else {
+        return;
+    };
+    let a = shared(&redis).await;
+    let (token, exp) = token("survivor");
+    a.revoke_token("survivor", exp);
+    let fresh = layer(&shared(&redis).await);
+    until_status(
+        &fresh,
+        &token,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_millis(200),
+    )
+    .await;
+    // Redis comes back empty (its files are gone): A, reconnecting, writes back what it holds.
+    redis.kill();
+    redis.wipe();
+    redis.restart();
+    let later = layer(&shared(&redis).await);
+    until_status(
+        &later,
+        &token,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_when_out_of_sync_answers_503_with_retry_after_until_redis_is_back() {
+    let Some(mut redis) = RedisServer::start("revocation refuse when out of sync") else {
+        return;
+    };
+    let strict = shared_with(
+        &redis,
+        OutOfSync::Refuse {
+            after: Duration::from_secs(1),
+        },
+    )
+    .await;
+    let layer = layer(&strict);
+    let (token, _) = token("strict");
+    assert_eq!(status(&layer, &token).await, StatusCode::OK);
+    redis.kill();
+    // Within the bound: served.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&layer, &token).await, StatusCode::OK);
+    // Past it: 503 with Retry-After.
+    until_status(
+        &layer,
+        &token,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(3),
+    )
+    .await;
+    redis.restart();
+    until_status(&layer, &token, StatusCode::OK, Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_while_redis_is_down_it_serves_then_loads_when_redis_arrives() {
+    let Some(mut redis) = RedisServer::start("revocation started without redis") else {
+        return;
+    };
+    let writer = shared(&redis).await;
+    let (token, exp) = token("known-to-redis");
+    writer.revoke_token("known-to-redis", exp);
+    drop(writer);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis.kill();
+    let started = Instant::now();
+    let late = layer(&shared(&redis).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "start does not hang on Redis"
+    );
+    assert_eq!(status(&late, &token).await, StatusCode::OK, "not known yet");
+    redis.restart();
+    until_status(
+        &late,
+        &token,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_secs(5),
+    )
+    .await;
+}
