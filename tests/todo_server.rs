@@ -4,6 +4,9 @@
 #[path = "../examples/todo_server/app.rs"]
 #[allow(dead_code)] // `Config::from_env` is `main`'s
 mod app;
+#[path = "support/redis_server.rs"]
+#[allow(dead_code)] // `wipe` is for tests/revocation.rs
+mod redis_server;
 #[path = "../examples/todo_server/throttle.rs"]
 mod throttle;
 
@@ -153,6 +156,17 @@ impl Server {
                 ("content-type", "application/json"),
             ],
             body,
+        )
+        .await
+    }
+
+    async fn post(&self, path: &str, token: &str) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.send(
+            Method::POST,
+            path,
+            &[("authorization", &auth)],
+            Bytes::new(),
         )
         .await
     }
@@ -1251,5 +1265,220 @@ async fn graceful_shutdown_stops_accepting_and_returns() {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "the listener is closed"
+    );
+}
+
+// ---- Logout, and many instances sharing one Redis ----
+
+/// A refusal of a revoked token, as a client sees it: 401, the RFC 6750 challenge, and the
+/// server's one error body shape.
+fn assert_revoked(res: &Reply) {
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{:?}", res.body);
+    let challenge = res.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        challenge.contains("error=\"invalid_token\"") && challenge.contains("revoked"),
+        "{challenge}"
+    );
+    assert_eq!(res.json(), json!({"detail": "the token has been revoked"}));
+}
+
+#[tokio::test]
+async fn logout_revokes_the_token_and_logout_all_every_session() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let first = server.token("alice", "wonderland").await;
+    let second = server.token("alice", "wonderland").await;
+    let bobs = server.token("bob", "builder").await;
+    // Both need a valid token.
+    assert_eq!(
+        server
+            .send(Method::POST, "/logout", &[], Bytes::new())
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.get("/logout", Some(&first)).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+
+    let res = server.post("/logout", &first).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    assert!(res.body.is_empty());
+    assert_revoked(&server.get("/secure-todos", Some(&first)).await);
+    assert_revoked(&server.post("/logout", &first).await);
+    // Only that token.
+    assert_eq!(
+        server.get("/secure-todos", Some(&second)).await.status,
+        StatusCode::OK
+    );
+
+    assert_eq!(
+        server.post("/logout/all", &second).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_revoked(&server.get("/me", Some(&second)).await);
+    assert_eq!(server.get("/me", Some(&bobs)).await.status, StatusCode::OK);
+    // A login after the answer gets a token that works.
+    let fresh = server.token("alice", "wonderland").await;
+    assert_eq!(server.get("/me", Some(&fresh)).await.status, StatusCode::OK);
+}
+
+/// `n` instances of the example server sharing `redis`.
+async fn instances(redis: &redis_server::RedisServer, n: usize, lockout: Duration) -> Vec<Server> {
+    let mut servers = Vec::new();
+    for _ in 0..n {
+        let mut config = config(lockout);
+        config.redis_url = Some(redis.url());
+        servers.push(start(config).await);
+    }
+    servers
+}
+
+/// Polls until `token` is refused on `server`; how long that took.
+async fn until_revoked(server: &Server, token: &str, within: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        let res = server.get("/me", Some(token)).await;
+        if res.status == StatusCode::UNAUTHORIZED {
+            assert_revoked(&res);
+            return start.elapsed();
+        }
+        assert_eq!(res.status, StatusCode::OK);
+        assert!(start.elapsed() < within, "still accepted after {within:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_revocations_through_redis_and_survive_its_outage() {
+    let Some(mut redis) = redis_server::RedisServer::start("two instances and redis") else {
+        return;
+    };
+    let servers = instances(&redis, 2, Duration::from_secs(60)).await;
+    let (a, b) = (&servers[0], &servers[1]);
+
+    // Logged out on A: refused on B within 200 ms.
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let token = a.token("bob", "builder").await;
+        assert_eq!(b.get("/me", Some(&token)).await.status, StatusCode::OK);
+        assert_eq!(
+            a.post("/logout", &token).await.status,
+            StatusCode::NO_CONTENT
+        );
+        worst = worst.max(until_revoked(b, &token, Duration::from_millis(200)).await);
+    }
+    println!("logout on A refused on B after at most {worst:?} (of 5)");
+
+    // Everything of alice's up to a logout/all on B is refused on A.
+    let older = [
+        a.token("alice", "wonderland").await,
+        b.token("alice", "wonderland").await,
+    ];
+    let bobs = a.token("bob", "builder").await;
+    assert_eq!(
+        b.post("/logout/all", &older[1]).await.status,
+        StatusCode::NO_CONTENT
+    );
+    for token in &older {
+        until_revoked(a, token, Duration::from_millis(200)).await;
+        assert_revoked(&b.get("/me", Some(token)).await);
+    }
+    assert_eq!(a.get("/me", Some(&bobs)).await.status, StatusCode::OK);
+    let newer = a.token("alice", "wonderland").await;
+    assert_eq!(b.get("/me", Some(&newer)).await.status, StatusCode::OK);
+
+    // Redis dies: both keep serving, logins included.
+    redis.kill();
+    let during = b.token("bob", "builder").await;
+    assert_eq!(a.get("/me", Some(&during)).await.status, StatusCode::OK);
+    assert_eq!(b.get("/me", Some(&newer)).await.status, StatusCode::OK);
+    assert_revoked(&a.get("/me", Some(&older[0])).await);
+    // A logout on A meanwhile holds on A at once; B cannot know yet...
+    assert_eq!(
+        a.post("/logout", &during).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_revoked(&a.get("/me", Some(&during)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.get("/me", Some(&during)).await.status, StatusCode::OK);
+    // ...and once Redis is back, A publishes it and B refuses it.
+    redis.restart();
+    let took = until_revoked(b, &during, Duration::from_secs(5)).await;
+    println!("logout made while Redis was down reached B {took:?} after Redis came back");
+
+    // A fresh instance started after all of this knows every revocation.
+    let fresh = &instances(&redis, 1, Duration::from_secs(60)).await[0];
+    for token in older.iter().chain([&during]) {
+        assert_revoked(&fresh.get("/me", Some(token)).await);
+    }
+    assert_eq!(fresh.get("/me", Some(&newer)).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_spread_over_instances_share_one_budget_and_fail_open_without_redis() {
+    let Some(mut redis) = redis_server::RedisServer::start("shared login throttle") else {
+        return;
+    };
+    let servers = instances(&redis, 2, Duration::from_secs(60)).await;
+    // Ten failures (the budget), alternating between A and B...
+    for i in 0..10 {
+        let res = servers[i % 2].login("alice", "nope").await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    // ...lock the pair on both, with the same Retry-After as one instance gives.
+    for server in &servers {
+        let res = server.login("alice", "wonderland").await;
+        assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            res.json(),
+            json!({"detail": "too many failed logins; try again later"})
+        );
+        let retry: u64 = res.headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((59..=60).contains(&retry), "Retry-After: {retry}");
+    }
+    // Another user is untouched; a success clears bob's failures everywhere.
+    for i in 0..9 {
+        assert_eq!(
+            servers[i % 2].login("bob", "nope").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        servers[0].login("bob", "builder").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        servers[1].login("bob", "nope").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        servers[1].login("bob", "builder").await.status,
+        StatusCode::OK
+    );
+
+    // Without Redis logins keep working, throttled per instance.
+    redis.kill();
+    assert_eq!(
+        servers[0].login("bob", "builder").await.status,
+        StatusCode::OK
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            servers[0].login("carol", "nope").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        servers[0].login("carol", "nope").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        servers[1].login("carol", "nope").await.status,
+        StatusCode::UNAUTHORIZED
     );
 }

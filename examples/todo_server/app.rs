@@ -509,7 +509,7 @@ where
         Route::CreateTodo => create_todo(&state, &claims(), req.into_body()).await,
         Route::DeleteTodo => delete_todo(&state, &claims(), req.uri().path()),
         Route::Logout => logout(&state, &claims()),
-        Route::LogoutAll => logout_all(&state, &claims()),
+        Route::LogoutAll => logout_all(&state, &claims()).await,
         Route::MethodNotAllowed => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         Route::NotFound => error(StatusCode::NOT_FOUND, "not found"),
     })
@@ -807,11 +807,21 @@ fn logout(state: &State, claims: &StandardClaims) -> Response<Body> {
 }
 
 /// `POST /logout/all`: every token of this user issued until now is refused from now on.
-fn logout_all(state: &State, claims: &StandardClaims) -> Response<Body> {
+///
+/// `iat` counts whole seconds, so the revocation covers the whole current second; the
+/// answer waits for that second to end, so that a login made after it gets a token the
+/// revocation does not cover.
+async fn logout_all(state: &State, claims: &StandardClaims) -> Response<Body> {
     match &claims.sub {
         Some(sub) => {
             state.revocations.revoke_subject(sub);
             tracing::info!("logout from every session");
+            let into_second = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(Duration::ZERO, |d| {
+                    Duration::from_nanos(d.subsec_nanos().into())
+                });
+            tokio::time::sleep(Duration::from_secs(1).saturating_sub(into_second)).await;
             no_content()
         }
         None => error(

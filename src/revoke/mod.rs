@@ -242,6 +242,15 @@ impl Revocations {
         self.shared.sync.out_of_sync_for()
     }
 
+    /// Whether a token with these claims is revoked now: what the layer asks after every
+    /// other check, for code that checks tokens elsewhere (a WebSocket that outlives its
+    /// upgrade request, say). A local lookup; it never waits on the network.
+    pub fn is_revoked(&self, jti: Option<&str>, sub: Option<&str>, iat: Option<u64>) -> bool {
+        let token = TokenRef { jti, sub, iat };
+        let now = jsonwebtoken::get_current_timestamp();
+        self.shared.replica.is_revoked(token, now)
+    }
+
     /// The request path's question, after every other check has passed: is this token
     /// revoked, or can that not be known?
     #[inline]

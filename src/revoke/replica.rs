@@ -1,10 +1,14 @@
 //! The local set of revocations the request path reads: lock-free maps (papaya) from `jti`
 //! and from `sub`, each entry dropped once every token it covers has expired.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use foldhash::fast::RandomState;
-use papaya::HashMap;
+use papaya::{HashMap, ResizeMode};
+use seize::Collector;
 
 /// One revocation, as kept locally and as written to (and read from) Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +84,24 @@ pub(crate) struct Replica {
 
 impl Default for Replica {
     fn default() -> Self {
+        // Blocking resizes: an incremental resize that no later write finishes would leave
+        // every lookup searching two tables. Writes are rare here; lookups are every request.
+        // One collector for both maps, so that a lookup in each enters one guard.
+        let collector = Arc::new(Collector::new());
+        let map = || {
+            HashMap::builder()
+                .hasher(RandomState::default())
+                .resize_mode(ResizeMode::Blocking)
+                .shared_collector(collector.clone())
+                .build()
+        };
         Self {
-            tokens: HashMap::with_hasher(RandomState::default()),
-            subjects: HashMap::with_hasher(RandomState::default()),
+            tokens: map(),
+            subjects: HashMap::builder()
+                .hasher(RandomState::default())
+                .resize_mode(ResizeMode::Blocking)
+                .shared_collector(collector.clone())
+                .build(),
             next_sweep: AtomicU64::new(0),
         }
     }

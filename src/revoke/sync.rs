@@ -168,6 +168,7 @@ async fn read(
                     let _ = loaded.send(());
                 }
                 let behind = shared.sync.out_of_sync_for();
+                // Once per outage, not on every attempt.
                 if backoff.0 == BACKOFF.0 {
                     tracing::warn!(
                         %error,
@@ -189,10 +190,6 @@ async fn read(
         }
         drop(shared);
         backoff.wait().await;
-        if backoff.0 == BACKOFF.1 {
-            // Keep warning now and then while Redis stays away, not on every attempt.
-            backoff.0 = BACKOFF.1 + Duration::from_millis(1);
-        }
     }
 }
 
