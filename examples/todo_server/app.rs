@@ -1,8 +1,9 @@
 //! The todo server's configuration, state and routes.
 //!
-//! Public: `POST /login`, `GET /health`, `GET /todos`, `GET /.well-known/jwks.json` (when
-//! signing with a private key). Behind `JwtAuthLayer`:
-//! `GET /me`, `GET /secure-todos`, and (behind `RequireScope::all(["todos:write"])` as well)
+//! Every route, and who may call it, is in one table: [`route`]. Public: `POST /login`,
+//! `GET /health`, `GET /todos`, `GET /.well-known/jwks.json` (when signing with a private
+//! key). Behind `JwtAuthLayer`: `GET /me`, `GET /secure-todos`, `POST /logout`,
+//! `POST /logout/all`, and (behind `RequireScope::all(["todos:write"])` as well)
 //! `POST /secure-todos` and `DELETE /secure-todos/{id}`.
 
 use std::{

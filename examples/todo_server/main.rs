@@ -1,5 +1,5 @@
 //! A minimal todo API behind `JwtAuthLayer`: argon2id login, HS256 access tokens, per-user
-//! todos, RFC 6750 errors, login throttling.
+//! todos, RFC 6750 errors, login throttling, logout.
 //!
 //! ```sh
 //! cargo run --example todo_server
@@ -11,7 +11,9 @@
 //! (`127.0.0.1:3000`), `JWT_SECRET` (at least 32 bytes; random per process when unset),
 //! `JWT_ISSUER` (`todo-server`), `JWT_AUDIENCE` (`todo-api`), `JWT_TTL_SECS` (`1800`),
 //! `LOGIN_MAX_FAILURES` (`10`), `LOGIN_LOCKOUT_SECS` (`60`), `JWT_CACHE_SIZE` (`10000` validated
-//! tokens remembered; `0` for none), and `RUST_LOG` for the log level.
+//! tokens remembered; `0` for none), and `RUST_LOG` for the log level. `REDIS_URL` (for example
+//! `redis://127.0.0.1:6379`) shares logouts and the failed-login budgets with every instance
+//! that uses the same Redis.
 //!
 //! Beyond one server: `JWT_SIGNING_KEY` (a PEM private key: Ed25519, P-256 or RSA) signs login
 //! tokens with that key and publishes the public key at `GET /.well-known/jwks.json`, so other
