@@ -103,6 +103,7 @@ impl SyncClock {
             .saturating_sub(Duration::from_millis(at))
     }
 
+    #[cfg(feature = "redis")]
     fn confirm(&self) {
         let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         self.synced_at.store(ms, Ordering::Relaxed);

@@ -162,6 +162,7 @@ impl Replica {
     }
 
     /// Every entry still in force at `now`.
+    #[cfg(any(test, feature = "redis"))]
     pub(crate) fn entries(&self, now: u64) -> Vec<Revocation> {
         let tokens = self.tokens.pin();
         let subjects = self.subjects.pin();
@@ -184,6 +185,7 @@ impl Replica {
     }
 
     /// Whether `revocation` is already covered here.
+    #[cfg(any(test, feature = "redis"))]
     pub(crate) fn covers(&self, revocation: &Revocation) -> bool {
         match revocation {
             Revocation::Token { jti, until } => {
