@@ -1,24 +1,5 @@
 //! Issuing tokens that a [`JwtAuthLayer`] built from the same issuer
 //! accepts.
-//!
-//! A [`TokenIssuer`] holds the signing key, its algorithm, the issuer, audience and lifetime.
-//! [`TokenIssuer::layer`] derives the validating layer from that same configuration, so the
-//! two can never disagree on key, algorithm, `iss`, `aud` or `typ`.
-//!
-//! ```
-//! use std::time::Duration;
-//! use tower_jwt_auth::{StandardClaims, issuer::TokenIssuer};
-//!
-//! let issuer = TokenIssuer::hs256(&[7; 32])
-//!     .unwrap()
-//!     .issuer("todo-server")
-//!     .audience("todo-api")
-//!     .ttl(Duration::from_secs(1800))
-//!     .unwrap();
-//! let token = issuer.issue("alice", "todos:read").unwrap();
-//! assert_eq!(token.expires_in, 1800);
-//! let layer = issuer.layer::<StandardClaims>(); // checks exactly what `issue` produces
-//! ```
 
 use std::{fmt, time::Duration};
 
@@ -36,6 +17,30 @@ pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
 /// Signs access tokens. `Debug` never prints key material.
+///
+/// # Overview
+///
+/// Issuing tokens that a [`JwtAuthLayer`] built from the same issuer
+/// accepts.
+///
+/// A [`TokenIssuer`] holds the signing key, its algorithm, the issuer, audience and lifetime.
+/// [`TokenIssuer::layer`] derives the validating layer from that same configuration, so the
+/// two can never disagree on key, algorithm, `iss`, `aud` or `typ`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_jwt_auth::{StandardClaims, TokenIssuer};
+///
+/// let issuer = TokenIssuer::hs256(&[7; 32])
+///     .unwrap()
+///     .issuer("todo-server")
+///     .audience("todo-api")
+///     .ttl(Duration::from_secs(1800))
+///     .unwrap();
+/// let token = issuer.issue("alice", "todos:read").unwrap();
+/// assert_eq!(token.expires_in, 1800);
+/// let layer = issuer.layer::<StandardClaims>(); // checks exactly what `issue` produces
+/// ```
 #[derive(Clone)]
 pub struct TokenIssuer {
     key: EncodingKey,

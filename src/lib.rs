@@ -69,24 +69,25 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The middleware's types are at the root; these two modules hold only their futures.
 pub mod auth;
 pub mod authorize;
 pub mod body;
 mod claims;
 mod crypto;
 mod error;
-pub mod issuer;
+mod issuer;
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub mod jwks;
-pub mod keys;
+mod keys;
 #[cfg(feature = "password")]
 #[cfg_attr(docsrs, doc(cfg(feature = "password")))]
 pub mod password;
-pub mod rejection;
+mod rejection;
 mod revoke;
 mod token;
-pub mod trust;
+mod trust;
 mod validate;
 
 #[cfg(feature = "axum")]
@@ -96,18 +97,25 @@ mod extract;
 #[doc(hidden)]
 pub mod fuzz_harness;
 
-pub use auth::{JwtAuth, JwtAuthLayer};
-pub use authorize::{Authorize, AuthorizeLayer, RequireClaims, RequireScope, Requirement, require};
+// One public path per type: the root, except the futures (`auth::future`,
+// `authorize::future`), the response body (`body`) and the feature-gated `jwks` and
+// `password` namespaces.
+pub use auth::{layer::JwtAuthLayer, service::JwtAuth};
+pub use authorize::{
+    layer::AuthorizeLayer,
+    requirement::{RequireClaims, RequireScope, Requirement, require},
+    service::Authorize,
+};
 pub use claims::{Audience, Claims, Scopes, StandardClaims};
 pub use error::{AuthError, ConfigError};
-pub use issuer::{MAX_TTL, TokenIssuer};
+pub use issuer::{ACCESS_TOKEN_TYPE, IssueError, IssuedToken, MAX_TTL, TokenIssuer};
 // `jsonwebtoken` stays public on purpose: keys come in as its `DecodingKey`/`Jwk` types and
 // its `Algorithm` names them, so users need the very version this crate links. It makes
 // jsonwebtoken's major version part of this crate's API: a jsonwebtoken major release is a
 // major release here.
 pub use jsonwebtoken::{self, Algorithm};
-pub use keys::{KeySet, KeySource, VerificationKey};
-pub use rejection::OnRejection;
+pub use keys::{KeySet, KeySource, MIN_RSA_BITS, VerificationKey};
+pub use rejection::{DEFAULT_REALM, OnRejection};
 pub use revoke::{OutOfSync, Revocations, RevocationsBuilder};
 pub use token::DEFAULT_MAX_TOKEN_LEN;
 pub use trust::TrustedIssuer;

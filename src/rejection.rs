@@ -1,27 +1,4 @@
 //! Turning an [`AuthError`] into the response the client sees.
-//!
-//! By default a rejection is the RFC 6750 response of [`AuthError::response`], or, for a gRPC
-//! request (`content-type: application/grpc*`), the gRPC one of [`AuthError::grpc_response`]:
-//! HTTP `200` with `grpc-status` `16` (UNAUTHENTICATED), `7` (PERMISSION_DENIED) or `14`
-//! (UNAVAILABLE) and a `grpc-message`, the `WWW-Authenticate` challenge kept. Replace it with
-//! any [`OnRejection`], for instance a closure that keeps the challenge but renders another
-//! body:
-//!
-//! ```
-//! use bytes::Bytes;
-//! use http::{Response, header};
-//! use tower_jwt_auth::{AuthError, JwtAuthLayer, StandardClaims};
-//!
-//! let layer = JwtAuthLayer::<StandardClaims>::hs256(&[7; 32])
-//!     .unwrap()
-//!     .on_rejection(|error: &AuthError, realm: &str| {
-//!         Response::builder()
-//!             .status(error.status())
-//!             .header(header::WWW_AUTHENTICATE, error.challenge(realm))
-//!             .body(Bytes::from(format!("denied: {error}")))
-//!             .unwrap()
-//!     });
-//! ```
 
 use std::{fmt, sync::Arc};
 
@@ -37,6 +14,33 @@ pub const DEFAULT_REALM: &str = "api";
 ///
 /// Implemented for every `Fn(&AuthError, &str) -> Response<Bytes>`; the second argument is
 /// the configured realm, for [`AuthError::challenge`].
+///
+/// # Overview
+///
+/// Turning an [`AuthError`] into the response the client sees.
+///
+/// By default a rejection is the RFC 6750 response of [`AuthError::response`], or, for a gRPC
+/// request (`content-type: application/grpc*`), the gRPC one of [`AuthError::grpc_response`]:
+/// HTTP `200` with `grpc-status` `16` (UNAUTHENTICATED), `7` (PERMISSION_DENIED) or `14`
+/// (UNAVAILABLE) and a `grpc-message`, the `WWW-Authenticate` challenge kept. Replace it with
+/// any [`OnRejection`], for instance a closure that keeps the challenge but renders another
+/// body:
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Response, header};
+/// use tower_jwt_auth::{AuthError, JwtAuthLayer, StandardClaims};
+///
+/// let layer = JwtAuthLayer::<StandardClaims>::hs256(&[7; 32])
+///     .unwrap()
+///     .on_rejection(|error: &AuthError, realm: &str| {
+///         Response::builder()
+///             .status(error.status())
+///             .header(header::WWW_AUTHENTICATE, error.challenge(realm))
+///             .body(Bytes::from(format!("denied: {error}")))
+///             .unwrap()
+///     });
+/// ```
 pub trait OnRejection: Send + Sync + 'static {
     /// The response for `error`.
     fn on_rejection(&self, error: &AuthError, realm: &str) -> Response<Bytes>;

@@ -1,27 +1,31 @@
 //! Trusting several issuers with one layer.
-//!
-//! Each [`TrustedIssuer`] names an issuer (`iss`, matched exactly), its keys, its audiences
-//! and optionally its algorithms. [`JwtAuthLayer::trusting`](crate::JwtAuthLayer::trusting)
-//! reads the token's `iss` first and checks the token only against that issuer's
-//! configuration: a token from one issuer is never verified with another issuer's keys.
-//!
-//! ```
-//! use tower_jwt_auth::{Algorithm, JwtAuthLayer, StandardClaims, TrustedIssuer, VerificationKey};
-//!
-//! let ours = VerificationKey::hmac(Algorithm::HS256, &[7; 32]).unwrap();
-//! let partner = VerificationKey::hmac(Algorithm::HS512, &[9; 64]).unwrap();
-//! let layer = JwtAuthLayer::<StandardClaims>::trusting([
-//!     TrustedIssuer::new("todo-server", ours).audience("todo-api"),
-//!     TrustedIssuer::new("https://partner.example", partner).audience("todo-api"),
-//! ])
-//! .unwrap();
-//! ```
 
 use jsonwebtoken::Algorithm;
 
 use crate::KeySource;
 
 /// One issuer a layer trusts, with its own keys, audiences and algorithms.
+///
+/// # Overview
+///
+/// Trusting several issuers with one layer.
+///
+/// Each [`TrustedIssuer`] names an issuer (`iss`, matched exactly), its keys, its audiences
+/// and optionally its algorithms. [`JwtAuthLayer::trusting`](crate::JwtAuthLayer::trusting)
+/// reads the token's `iss` first and checks the token only against that issuer's
+/// configuration: a token from one issuer is never verified with another issuer's keys.
+///
+/// ```
+/// use tower_jwt_auth::{Algorithm, JwtAuthLayer, StandardClaims, TrustedIssuer, VerificationKey};
+///
+/// let ours = VerificationKey::hmac(Algorithm::HS256, &[7; 32]).unwrap();
+/// let partner = VerificationKey::hmac(Algorithm::HS512, &[9; 64]).unwrap();
+/// let layer = JwtAuthLayer::<StandardClaims>::trusting([
+///     TrustedIssuer::new("todo-server", ours).audience("todo-api"),
+///     TrustedIssuer::new("https://partner.example", partner).audience("todo-api"),
+/// ])
+/// .unwrap();
+/// ```
 #[derive(Clone, Debug)]
 pub struct TrustedIssuer {
     pub(crate) issuer: String,

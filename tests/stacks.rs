@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_jwt_auth::{
-    Claims, JwtAuth, JwtAuthLayer, RequireScope, StandardClaims, authorize::Authorize, require,
+    Authorize, Claims, JwtAuth, JwtAuthLayer, RequireScope, StandardClaims, require,
 };
 
 fn auth() -> JwtAuthLayer<StandardClaims> {

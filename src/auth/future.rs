@@ -1,4 +1,4 @@
-//! The response future of [`JwtAuth`](super::JwtAuth).
+//! The response future of [`JwtAuth`](crate::JwtAuth).
 
 use std::{
     fmt,
@@ -18,7 +18,7 @@ use super::config::Config;
 use crate::{Claims, body::ResponseBody, keys::RefreshWait, validate::Verdict};
 
 pin_project! {
-    /// Response future of [`JwtAuth`](super::JwtAuth): the inner service's future or a
+    /// Response future of [`JwtAuth`](crate::JwtAuth): the inner service's future or a
     /// ready rejection, or (rarely) a wait for a key refresh first.
     pub struct ResponseFuture<F, S, ReqBody, C> {
         #[pin]

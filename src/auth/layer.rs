@@ -4,7 +4,7 @@ use http::{HeaderMap, HeaderName, Uri};
 use jsonwebtoken::Algorithm;
 use tower_layer::Layer;
 
-use super::{JwtAuth, config::Config};
+use super::{config::Config, service::JwtAuth};
 use crate::{
     ConfigError, KeySet, KeySource, OnRejection, Revocations, StandardClaims, TrustedIssuer,
     VerificationKey, rejection::Rejecter, token::TokenSource, validate::Validator,

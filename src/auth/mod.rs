@@ -1,7 +1,7 @@
 //! Authentication: validate the bearer JWT and inject its claims.
 //!
-//! [`JwtAuthLayer`] wraps any service taking `http::Request`s. For each request its
-//! [`JwtAuth`] service
+//! [`JwtAuthLayer`](crate::JwtAuthLayer) wraps any service taking `http::Request`s. For each request its
+//! [`JwtAuth`](crate::JwtAuth) service
 //!
 //! 1. finds the token (by default in `Authorization: Bearer`, RFC 6750 section 2.1) and
 //!    refuses one that is too long or malformed before decoding it;
@@ -58,8 +58,5 @@
 
 mod config;
 pub mod future;
-mod layer;
-mod service;
-
-pub use layer::JwtAuthLayer;
-pub use service::JwtAuth;
+pub(crate) mod layer;
+pub(crate) mod service;

@@ -1,4 +1,4 @@
-//! The response future of [`Authorize`](super::Authorize): the inner service's, or a ready
+//! The response future of [`Authorize`](crate::Authorize): the inner service's, or a ready
 //! rejection.
 
 use std::{
@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use crate::body::ResponseBody;
 
 pin_project! {
-    /// Response future of [`Authorize`](super::Authorize): polls the inner service's future,
+    /// Response future of [`Authorize`](crate::Authorize): polls the inner service's future,
     /// or yields a ready rejection.
     pub struct ResponseFuture<F> {
         #[pin]

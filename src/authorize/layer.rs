@@ -2,7 +2,7 @@ use std::{fmt, sync::Arc};
 
 use tower_layer::Layer;
 
-use super::{Authorize, Requirement};
+use super::{requirement::Requirement, service::Authorize};
 use crate::{OnRejection, rejection::Rejecter};
 
 /// A [`Layer`] that checks a [`Requirement`] before calling the inner service.

@@ -5,10 +5,10 @@
 //! `JwtAuthLayer` in front, or one in [`optional`](crate::JwtAuthLayer::optional) mode that
 //! saw no token) is answered `401` as unauthenticated.
 //!
-//! - [`RequireScope::all`] / [`RequireScope::any`]: scopes from the `scope` or `scp` claim,
+//! - [`RequireScope::all`](crate::RequireScope::all) / [`RequireScope::any`](crate::RequireScope::any): scopes from the `scope` or `scp` claim,
 //!   whatever the claims type.
-//! - [`require`]: any predicate on the typed claims.
-//! - [`AuthorizeLayer::new`] with your own [`Requirement`].
+//! - [`require`](crate::require): any predicate on the typed claims.
+//! - [`AuthorizeLayer::new`](crate::AuthorizeLayer::new) with your own [`Requirement`](crate::Requirement).
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -49,10 +49,6 @@
 //! ```
 
 pub mod future;
-mod layer;
-mod requirement;
-mod service;
-
-pub use layer::AuthorizeLayer;
-pub use requirement::{RequireClaims, RequireScope, Requirement, require};
-pub use service::Authorize;
+pub(crate) mod layer;
+pub(crate) mod requirement;
+pub(crate) mod service;

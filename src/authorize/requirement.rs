@@ -2,7 +2,7 @@ use std::{fmt, marker::PhantomData, sync::Arc};
 
 use http::Extensions;
 
-use super::AuthorizeLayer;
+use super::layer::AuthorizeLayer;
 use crate::{AuthError, Claims, Scopes, validate::is_scope_token};
 
 /// A check on what [`JwtAuth`](crate::JwtAuth) injected into a request's extensions.

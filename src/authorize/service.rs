@@ -7,12 +7,12 @@ use std::{
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::Requirement;
 use super::future::ResponseFuture;
+use super::requirement::Requirement;
 use crate::{body::ResponseBody, rejection::Rejecter};
 
 /// Middleware that checks a [`Requirement`]; built by
-/// [`AuthorizeLayer`](super::AuthorizeLayer).
+/// [`AuthorizeLayer`](crate::AuthorizeLayer).
 pub struct Authorize<S, R> {
     pub(crate) inner: S,
     pub(crate) requirement: Arc<R>,
