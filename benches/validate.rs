@@ -159,6 +159,7 @@ fn noop()
 fn layer(key: &VerificationKey) -> JwtAuthLayer<StandardClaims> {
     JwtAuthLayer::from_keys(key.clone())
         .issuer("todo-server")
+        .unwrap()
         .audience("todo-api")
 }
 

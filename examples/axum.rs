@@ -45,7 +45,7 @@ pub fn app(auth: JwtAuthLayer<AppClaims>) -> Router {
         // `route_layer` puts the scope check on these routes only (a 403 for the others'
         // tokens), and after routing, so an unknown path is still a 404.
         .route("/notes", post(add_note))
-        .route_layer(RequireScope::all(["notes:write"]))
+        .route_layer(RequireScope::all(["notes:write"]).expect("`notes:write` is a valid scope"))
         .route("/notes", get(list_notes))
         .route("/hello", get(hello))
         .with_state(Notes::default())

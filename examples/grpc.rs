@@ -34,7 +34,7 @@ pub async fn serve(
         // Authentication: `401`-class failures become `Code::Unauthenticated`.
         .layer(issuer.layer::<StandardClaims>())
         // Authorization: a valid token without the scope becomes `Code::PermissionDenied`.
-        .layer(RequireScope::all(["health:read"]))
+        .layer(RequireScope::all(["health:read"]).expect("`health:read` is a valid scope"))
         .add_service(health)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await

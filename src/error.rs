@@ -294,6 +294,18 @@ pub enum ConfigError {
     NoIssuers,
     /// [`JwtAuthLayer::trusting`](crate::JwtAuthLayer::trusting) was given this issuer twice.
     DuplicateIssuer(String),
+    /// [`JwtAuthLayer::issuer`](crate::JwtAuthLayer::issuer) on a layer built with
+    /// `trusting`, whose [`TrustedIssuer`](crate::TrustedIssuer)s each name their issuer.
+    IssuersFixed,
+    /// A [`RequireScope`](crate::RequireScope) with no scope: it would require nothing.
+    NoScopes,
+    /// This is not an RFC 6749 `scope-token` (one or more visible ASCII characters other
+    /// than `"` and `\`, no space).
+    InvalidScope(String),
+    /// This is not a `typ` a token can carry (one or more visible ASCII characters, no space).
+    InvalidType(String),
+    /// An empty algorithm allow-list: no token could ever be accepted.
+    NoAlgorithms,
 }
 
 impl fmt::Display for ConfigError {
@@ -311,6 +323,15 @@ impl fmt::Display for ConfigError {
             Self::InsecureUrl(why) => write!(f, "insecure key URL: {why}"),
             Self::NoIssuers => f.write_str("no trusted issuer was configured"),
             Self::DuplicateIssuer(iss) => write!(f, "the issuer {iss:?} is trusted twice"),
+            Self::IssuersFixed => f.write_str(
+                "`issuer` does not apply to a layer built with `trusting`: each TrustedIssuer names its issuer",
+            ),
+            Self::NoScopes => f.write_str("RequireScope needs at least one scope"),
+            Self::InvalidScope(scope) => {
+                write!(f, "{scope:?} is not a valid scope (RFC 6749 scope-token)")
+            }
+            Self::InvalidType(typ) => write!(f, "{typ:?} is not a valid `typ` value"),
+            Self::NoAlgorithms => f.write_str("the algorithm list is empty: no token could pass"),
         }
     }
 }

@@ -69,7 +69,8 @@ fn keys() -> &'static Keys {
             TrustedIssuer::new("one", key_set).any_audience(),
             TrustedIssuer::new("two", set[0].0.clone())
                 .audience("api")
-                .typ("at+jwt"),
+                .typ("at+jwt")
+                .unwrap(),
         ])
         .unwrap();
         Keys {

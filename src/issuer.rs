@@ -244,7 +244,8 @@ impl TokenIssuer {
     /// [`layer`](Self::layer): key, `iss`, `aud` and `typ` = `at+jwt`.
     pub fn trusted(&self) -> TrustedIssuer {
         let mut trusted = TrustedIssuer::new(self.issuer.clone(), self.verification.clone())
-            .typ(ACCESS_TOKEN_TYPE);
+            .typ(ACCESS_TOKEN_TYPE)
+            .expect("`at+jwt` is a valid typ");
         if !self.audience.is_empty() {
             trusted = trusted.audience(self.audience.clone());
         }
@@ -254,11 +255,16 @@ impl TokenIssuer {
     /// A layer that accepts exactly this issuer's tokens: same key and algorithm, `iss`, `aud`,
     /// `typ` = `at+jwt`, and a required `sub`.
     pub fn layer<C>(&self) -> JwtAuthLayer<C> {
+        // Neither step can fail: `at+jwt` is a valid typ, and a layer built with `new`
+        // takes issuers.
         let mut layer = JwtAuthLayer::new(self.verification.clone())
             .typ(ACCESS_TOKEN_TYPE)
+            .expect("`at+jwt` is a valid typ")
             .require_claim("sub");
         if !self.issuer.is_empty() {
-            layer = layer.issuer(self.issuer.clone());
+            layer = layer
+                .issuer(self.issuer.clone())
+                .expect("a layer built with `new` takes issuers");
         }
         if !self.audience.is_empty() {
             layer = layer.audience(self.audience.clone());

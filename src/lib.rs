@@ -28,12 +28,12 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let secret = b"an example secret of at least 32 bytes";
 //! let auth = JwtAuthLayer::<StandardClaims>::hs256(secret)? // a weak secret is an error
-//!     .issuer("todo-server")
+//!     .issuer("todo-server")?
 //!     .audience("todo-api")
 //!     .leeway(Duration::from_secs(30))?;
 //! let app = ServiceBuilder::new()
 //!     .layer(auth)
-//!     .layer(RequireScope::all(["todos:read"]))
+//!     .layer(RequireScope::all(["todos:read"])?)
 //!     .service(service_fn(|req: Request<Full<Bytes>>| async move {
 //!         let claims = req.extensions().get::<Claims<StandardClaims>>().unwrap();
 //!         let body = Bytes::from(claims.sub.clone().unwrap_or_default());

@@ -66,14 +66,27 @@ impl TrustedIssuer {
     /// Requires this `typ` header of this issuer's tokens, e.g. `at+jwt` (RFC 9068) for
     /// access tokens. Each issuer has its own: many identity providers type their access
     /// tokens `JWT`, and then the audience is what keeps their ID tokens out.
-    pub fn typ(mut self, typ: impl Into<String>) -> Self {
-        self.typ = Some(typ.into());
-        self
+    ///
+    /// An empty `typ`, or one with spaces or non-ASCII characters, is
+    /// [`ConfigError::InvalidType`](crate::ConfigError::InvalidType).
+    pub fn typ(mut self, typ: impl Into<String>) -> Result<Self, crate::ConfigError> {
+        let typ = typ.into();
+        self.typ = Some(crate::validate::valid_typ(&typ)?.to_owned());
+        Ok(self)
     }
 
     /// Restricts the algorithms (default: each key's own; for JWKS, the asymmetric ones).
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = Some(algorithms.into_iter().collect());
-        self
+    ///
+    /// An empty list is [`ConfigError::NoAlgorithms`](crate::ConfigError::NoAlgorithms).
+    pub fn algorithms(
+        mut self,
+        algorithms: impl IntoIterator<Item = Algorithm>,
+    ) -> Result<Self, crate::ConfigError> {
+        let algorithms: Vec<_> = algorithms.into_iter().collect();
+        if algorithms.is_empty() {
+            return Err(crate::ConfigError::NoAlgorithms);
+        }
+        self.algorithms = Some(algorithms);
+        Ok(self)
     }
 }

@@ -95,6 +95,7 @@ async fn every_algorithm_accepts_good_and_rejects_forged_tokens() {
     for case in cases() {
         let layer = JwtAuthLayer::<StandardClaims>::new(case.verifier.clone())
             .issuer(ISSUER)
+            .unwrap()
             .audience(AUDIENCE);
         let name = format!("{:?}", case.alg);
         let token = mint_with(&Header::new(case.alg), &good_claims(), &case.signer);

@@ -19,6 +19,7 @@ fn layer() -> JwtAuthLayer<StandardClaims> {
     JwtAuthLayer::hs256(SECRET)
         .unwrap()
         .issuer(ISSUER)
+        .unwrap()
         .audience(AUDIENCE)
 }
 
@@ -413,6 +414,7 @@ async fn keys_embedded_in_the_header_are_never_trusted() {
     let ours = VerificationKey::from_pem(Algorithm::RS256, &fixture("rsa.pub.pem")).unwrap();
     let layer = JwtAuthLayer::<StandardClaims>::new(ours)
         .issuer(ISSUER)
+        .unwrap()
         .audience(AUDIENCE);
     assert_invalid_token(&layer, &token, "the token's signature is invalid").await;
 }
@@ -448,7 +450,7 @@ async fn required_claims_are_enforced() {
 
 #[tokio::test]
 async fn typ_is_checked_when_configured() {
-    let layer = layer().typ("at+jwt");
+    let layer = layer().typ("at+jwt").unwrap();
     let key = EncodingKey::from_secret(SECRET).unwrap();
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some("application/at+jwt".into());
@@ -596,6 +598,53 @@ fn trusting_no_issuer_or_one_twice_is_a_typed_error() {
     assert_eq!(err, ConfigError::DuplicateIssuer("a".into()));
 }
 
+/// Every configuration mistake is a typed error from the builder step that made it, with a
+/// message that names it; none panics.
+#[test]
+fn every_configuration_mistake_is_a_typed_error() {
+    use tower_jwt_auth::{Algorithm as Alg, RequireScope, TrustedIssuer};
+    let key = || VerificationKey::hmac(Alg::HS256, SECRET).unwrap();
+    let trusting = JwtAuthLayer::<StandardClaims>::trusting([TrustedIssuer::new("a", key())]);
+    let err = trusting.unwrap().issuer("b").unwrap_err();
+    assert_eq!(err, ConfigError::IssuersFixed);
+    assert!(
+        err.to_string()
+            .contains("each TrustedIssuer names its issuer"),
+        "{err}"
+    );
+
+    for bad in ["", "at jwt", "application/", "t\u{fc}p"] {
+        let err = layer().typ(bad).unwrap_err();
+        assert_eq!(err, ConfigError::InvalidType(bad.into()));
+        assert!(err.to_string().contains("is not a valid `typ`"), "{err}");
+        let err = TrustedIssuer::new("a", key()).typ(bad).unwrap_err();
+        assert_eq!(err, ConfigError::InvalidType(bad.into()));
+    }
+    assert!(layer().typ("application/at+jwt").is_ok());
+
+    let err = layer().algorithms(&[]).unwrap_err();
+    assert_eq!(err, ConfigError::NoAlgorithms);
+    assert_eq!(
+        err.to_string(),
+        "the algorithm list is empty: no token could pass"
+    );
+    let err = TrustedIssuer::new("a", key()).algorithms([]).unwrap_err();
+    assert_eq!(err, ConfigError::NoAlgorithms);
+
+    assert_eq!(
+        RequireScope::all([""; 0]).unwrap_err(),
+        ConfigError::NoScopes
+    );
+    assert_eq!(
+        RequireScope::any(["read", "wr ite"]).unwrap_err(),
+        ConfigError::InvalidScope("wr ite".into())
+    );
+    assert!(matches!(
+        layer().realm(""),
+        Err(ConfigError::InvalidValue(_))
+    ));
+}
+
 /// Security review, finding 10: settings that would break the clock arithmetic (a leeway of
 /// `Duration::MAX` used to panic every request) are refused when the layer is built.
 #[test]
@@ -666,7 +715,8 @@ async fn each_trusted_issuer_checks_its_own_typ() {
     let layer = JwtAuthLayer::<StandardClaims>::trusting([
         TrustedIssuer::new(ISSUER, VerificationKey::hmac(Alg::HS256, SECRET).unwrap())
             .audience(AUDIENCE)
-            .typ("at+jwt"),
+            .typ("at+jwt")
+            .unwrap(),
         TrustedIssuer::new(
             "partner",
             VerificationKey::hmac(Alg::HS256, &other_secret).unwrap(),
@@ -783,6 +833,7 @@ fn an_empty_or_invalid_realm_is_a_config_error() {
         );
         assert!(
             tower_jwt_auth::RequireScope::all(["a"])
+                .unwrap()
                 .realm(realm)
                 .is_err(),
             "{realm:?}"
@@ -841,7 +892,7 @@ fn accepted_algorithms_follow_the_keys() {
         [Algorithm::HS512, Algorithm::PS256]
     );
     let narrowed = layer.algorithms(&[Algorithm::PS256]);
-    assert_eq!(narrowed.accepted_algorithms(), [Algorithm::PS256]);
+    assert_eq!(narrowed.unwrap().accepted_algorithms(), [Algorithm::PS256]);
 }
 
 #[test]

@@ -17,6 +17,7 @@ fn cached() -> JwtAuthLayer<StandardClaims> {
     JwtAuthLayer::hs256(SECRET)
         .unwrap()
         .issuer(ISSUER)
+        .unwrap()
         .audience(AUDIENCE)
         .cache(1000)
 }
@@ -177,7 +178,7 @@ async fn scope_requirements_run_on_every_hit() {
     let rec = Recorder::default();
     let svc = ServiceBuilder::new()
         .layer(auth.clone())
-        .layer(RequireScope::all(["todos:write"]))
+        .layer(RequireScope::all(["todos:write"]).unwrap())
         .service(rec.service());
     for _ in 0..3 {
         let res = read(svc.clone().oneshot(get(Some(&token))).await.unwrap()).await;

@@ -176,6 +176,7 @@ async fn rotation_to_a_new_kid_is_picked_up_on_first_sight() {
     assert!(jwks.ready().await);
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone())
         .issuer(ISSUER)
+        .unwrap()
         .audience(AUDIENCE);
     assert_eq!(status(&layer, &k1.token(ISSUER)).await, StatusCode::OK);
 
@@ -204,6 +205,7 @@ async fn a_jwks_refresh_keeps_cached_tokens_of_unchanged_keys_and_ends_dropped_o
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone())
         .audience(AUDIENCE)
         .issuer(ISSUER)
+        .unwrap()
         .cache(100);
     let rec = Recorder::default();
     let send = |token: String| {
@@ -427,7 +429,8 @@ async fn discovery_finds_the_jwks_and_refuses_a_mismatched_issuer() {
     assert!(jwks.ready().await);
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks)
         .audience(AUDIENCE)
-        .issuer(provider.url.clone());
+        .issuer(provider.url.clone())
+        .unwrap();
     assert_eq!(
         status(&layer, &k1.token(&provider.url)).await,
         StatusCode::OK
@@ -587,6 +590,7 @@ async fn plain_http_key_urls_are_refused_unless_loopback() {
     assert_eq!(provider.with(|s| s.jwks_hits), 0);
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks)
         .issuer(provider.url.clone())
+        .unwrap()
         .audience(AUDIENCE);
     let k1 = signer("ed25519.pem", "k1");
     assert_eq!(

@@ -174,6 +174,7 @@ fn token(key: &EncodingKey, alg: Algorithm, kid: &str) -> String {
 fn layer(source: JwksSource) -> JwtAuthLayer<StandardClaims> {
     JwtAuthLayer::<StandardClaims>::from_keys(source)
         .issuer(ISSUER)
+        .unwrap()
         .audience(AUDIENCE)
 }
 

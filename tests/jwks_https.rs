@@ -156,6 +156,7 @@ async fn discovery_and_jwks_over_https_with_a_private_root() {
     assert_eq!(jwks.kids(), ["tls-key"]);
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks)
         .issuer(issuer.clone())
+        .unwrap()
         .audience(AUDIENCE);
     let (res, calls) = through(&layer, &token).await;
     assert_eq!((res.status, calls), (StatusCode::OK, 1));
@@ -168,6 +169,7 @@ async fn discovery_and_jwks_over_https_with_a_private_root() {
     assert!(!untrusted.ready().await);
     let layer = JwtAuthLayer::<StandardClaims>::from_keys(untrusted)
         .issuer(issuer)
+        .unwrap()
         .audience(AUDIENCE);
     assert_eq!(
         through(&layer, &token).await.0.status,

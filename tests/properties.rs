@@ -104,6 +104,7 @@ fn trusted() -> JwtAuthLayer<StandardClaims> {
     .unwrap();
     JwtAuthLayer::from_keys(keys)
         .issuer(ISSUER)
+        .unwrap()
         .audience(AUDIENCE)
 }
 

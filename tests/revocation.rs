@@ -17,6 +17,7 @@ fn layer(revocations: &Revocations) -> JwtAuthLayer<StandardClaims> {
     JwtAuthLayer::hs256(common::SECRET)
         .unwrap()
         .issuer(common::ISSUER)
+        .unwrap()
         .audience(common::AUDIENCE)
         .revocations(revocations.clone())
 }

@@ -31,6 +31,7 @@ fn auth() -> JwtAuthLayer<StandardClaims> {
     JwtAuthLayer::hs256(SECRET)
         .unwrap()
         .issuer(ISSUER)
+        .unwrap()
         .audience(AUDIENCE)
 }
 
@@ -45,7 +46,7 @@ async fn service_builder_with_scope_and_claim_requirements() {
     let rec = Recorder::default();
     let svc = ServiceBuilder::new()
         .layer(auth())
-        .layer(RequireScope::all(["todos:read", "todos:write"]))
+        .layer(RequireScope::all(["todos:read", "todos:write"]).unwrap())
         .layer(require(|c: &StandardClaims| {
             c.sub.as_deref() != Some("mallory")
         }))
@@ -99,7 +100,7 @@ async fn any_of_scopes_and_scp_arrays() {
     let rec = Recorder::default();
     let svc = ServiceBuilder::new()
         .layer(auth())
-        .layer(RequireScope::any(["admin", "todos:read"]))
+        .layer(RequireScope::any(["admin", "todos:read"]).unwrap())
         .service(rec.service());
     let scp = mint(&claims_with(|c| {
         c.remove("scope");
@@ -124,7 +125,7 @@ async fn requirement_without_authentication_is_401() {
     // Optional authentication globally, a requirement on this route only.
     let svc = ServiceBuilder::new()
         .layer(auth().optional())
-        .layer(RequireScope::all(["todos:read"]))
+        .layer(RequireScope::all(["todos:read"]).unwrap())
         .service(rec.service());
     let res = read(svc.oneshot(get(None)).await.unwrap()).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
@@ -148,7 +149,7 @@ async fn axum_router_with_extractor_and_per_route_scope() {
         .route("/me", axum_get(whoami))
         .route(
             "/admin",
-            axum_get(whoami).layer(RequireScope::all(["admin"])),
+            axum_get(whoami).layer(RequireScope::all(["admin"]).unwrap()),
         )
         .layer(auth());
 
@@ -322,7 +323,7 @@ async fn grpc_requests_get_grpc_shaped_rejections() {
     let rec = Recorder::default();
     let svc = ServiceBuilder::new()
         .layer(auth())
-        .layer(RequireScope::all(["todos:write"]))
+        .layer(RequireScope::all(["todos:write"]).unwrap())
         .service(rec.service());
     let grpc = |token: Option<String>| {
         let mut req = Request::post("/todo.Todos/Create")

@@ -350,7 +350,7 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
             let mut provider =
                 TrustedIssuer::new(external_issuer, jwks).audience(config.audience.clone());
             if let Some(typ) = &config.external_typ {
-                provider = provider.typ(typ.clone());
+                provider = provider.typ(typ.clone()).map_err(|e| e.to_string())?;
             }
             JwtAuthLayer::trusting([issuer.trusted(), provider])
                 .map_err(|e| e.to_string())?
@@ -384,7 +384,9 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
         next_id: AtomicU64::new(1),
         throttle,
         revocations,
-        require_write: RequireScope::all(["todos:write"]).on_rejection(rejection),
+        require_write: RequireScope::all(["todos:write"])
+            .map_err(|e| e.to_string())?
+            .on_rejection(rejection),
         trusted_proxies: config.trusted_proxies.clone(),
         limits: config.limits.clone(),
     })))

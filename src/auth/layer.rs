@@ -90,12 +90,11 @@ impl<C> JwtAuthLayer<C> {
     /// Accepts tokens from this issuer (`iss`). Call it again to accept several. Once an
     /// issuer is configured, a token without `iss` is rejected.
     ///
-    /// # Panics
-    ///
-    /// On a layer built with [`trusting`](Self::trusting), whose issuers are fixed.
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.config_mut().validator.add_issuer(issuer.into());
-        self
+    /// On a layer built with [`trusting`](Self::trusting), whose issuers are fixed, this is
+    /// [`ConfigError::IssuersFixed`].
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Result<Self, ConfigError> {
+        self.config_mut().validator.add_issuer(issuer.into())?;
+        Ok(self)
     }
 
     /// Accepts tokens for this audience (`aud`). Call it again to accept several. Once an
@@ -108,9 +107,11 @@ impl<C> JwtAuthLayer<C> {
 
     /// Restricts the accepted algorithms further than the keys do (for a JWKS, whose keys
     /// the identity provider chooses: by default its asymmetric algorithms are accepted).
-    pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Self {
-        self.config_mut().validator.set_algorithms(algorithms);
-        self
+    ///
+    /// An empty list is [`ConfigError::NoAlgorithms`].
+    pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Result<Self, ConfigError> {
+        self.config_mut().validator.set_algorithms(algorithms)?;
+        Ok(self)
     }
 
     /// The clock skew allowed when checking `exp`, `nbf` and `iat` (default 30 seconds, at
@@ -146,9 +147,12 @@ impl<C> JwtAuthLayer<C> {
     /// without the `application/` prefix), e.g. `at+jwt` for RFC 9068 access tokens. On a
     /// layer built with [`trusting`](Self::trusting), this applies to every issuer; set it per
     /// issuer with [`TrustedIssuer::typ`] instead.
-    pub fn typ(mut self, typ: &str) -> Self {
-        self.config_mut().validator.set_typ(typ);
-        self
+    ///
+    /// An empty `typ`, or one with spaces or non-ASCII characters, is
+    /// [`ConfigError::InvalidType`].
+    pub fn typ(mut self, typ: &str) -> Result<Self, ConfigError> {
+        self.config_mut().validator.set_typ(typ)?;
+        Ok(self)
     }
 
     /// Refuses tokens longer than `max_len` bytes before decoding them (default 8 KiB).
@@ -199,6 +203,35 @@ impl<C> JwtAuthLayer<C> {
 
     /// Replaces the RFC 6750 rejection response; the handler still receives the typed
     /// [`AuthError`](crate::AuthError).
+    ///
+    /// A [`RequireScope`](crate::RequireScope) or [`require`](crate::require) layer behind
+    /// this one answers its own `403`s (and, after an [`optional`](Self::optional) layer,
+    /// `401`s): the realm and the responder are set on each layer, and one place to keep them
+    /// in step is a function that configures both:
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::Response;
+    /// use tower_jwt_auth::{AuthError, ConfigError, JwtAuthLayer, RequireScope, StandardClaims};
+    ///
+    /// const REALM: &str = "todos";
+    ///
+    /// /// Every rejection of this service, whichever layer makes it.
+    /// fn rejection(error: &AuthError, realm: &str) -> Response<Bytes> {
+    ///     let mut res = error.response(realm);
+    ///     *res.body_mut() = Bytes::from(format!(r#"{{"detail":"{}"}}"#, error.description()));
+    ///     res
+    /// }
+    ///
+    /// # fn main() -> Result<(), ConfigError> {
+    /// let auth = JwtAuthLayer::<StandardClaims>::hs256(b"an example secret of at least 32 bytes")?
+    ///     .realm(REALM)?
+    ///     .on_rejection(rejection);
+    /// let writers = RequireScope::all(["todos:write"])?.realm(REALM)?.on_rejection(rejection);
+    /// # let _ = (auth, writers);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn on_rejection(mut self, handler: impl OnRejection) -> Self {
         self.config_mut().rejecter.set_handler(handler);
         self

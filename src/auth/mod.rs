@@ -31,7 +31,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let secret = b"an example secret of at least 32 bytes";
 //! let auth = JwtAuthLayer::<StandardClaims>::hs256(secret)?
-//!     .issuer("todo-server")
+//!     .issuer("todo-server")?
 //!     .audience("todo-api")
 //!     .leeway(Duration::from_secs(30))?;
 //!

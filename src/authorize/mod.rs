@@ -25,7 +25,7 @@
 //! let secret = b"an example secret of at least 32 bytes";
 //! let svc = ServiceBuilder::new()
 //!     .layer(JwtAuthLayer::<StandardClaims>::hs256(secret)?)
-//!     .layer(RequireScope::all(["todos:write"]))
+//!     .layer(RequireScope::all(["todos:write"])?)
 //!     .layer(require(|claims: &StandardClaims| claims.sub.is_some()))
 //!     .service(service_fn(|_req: Request<Full<Bytes>>| async {
 //!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))

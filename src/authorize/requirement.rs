@@ -3,7 +3,7 @@ use std::{fmt, marker::PhantomData, sync::Arc};
 use http::Extensions;
 
 use super::layer::AuthorizeLayer;
-use crate::{AuthError, Claims, Scopes, validate::is_scope_token};
+use crate::{AuthError, Claims, ConfigError, Scopes, validate::is_scope_token};
 
 /// A check on what [`JwtAuth`](crate::JwtAuth) injected into a request's extensions.
 ///
@@ -36,47 +36,43 @@ pub struct RequireScope {
 impl RequireScope {
     /// A layer that requires every one of `scopes`.
     ///
-    /// # Panics
-    ///
-    /// When `scopes` is empty or a scope is not a valid RFC 6749 `scope-token` (visible
-    /// ASCII except `"` and `\`).
-    pub fn all<I>(scopes: I) -> AuthorizeLayer<Self>
+    /// No scope is [`ConfigError::NoScopes`]; a scope that is not a valid RFC 6749
+    /// `scope-token` (visible ASCII except `"` and `\`) is [`ConfigError::InvalidScope`].
+    pub fn all<I>(scopes: I) -> Result<AuthorizeLayer<Self>, ConfigError>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        AuthorizeLayer::new(Self::new(scopes, true))
+        Self::new(scopes, true).map(AuthorizeLayer::new)
     }
 
-    /// A layer that requires at least one of `scopes`.
-    ///
-    /// # Panics
-    ///
-    /// As [`all`](Self::all).
-    pub fn any<I>(scopes: I) -> AuthorizeLayer<Self>
+    /// A layer that requires at least one of `scopes`; errors as [`all`](Self::all).
+    pub fn any<I>(scopes: I) -> Result<AuthorizeLayer<Self>, ConfigError>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        AuthorizeLayer::new(Self::new(scopes, false))
+        Self::new(scopes, false).map(AuthorizeLayer::new)
     }
 
-    fn new<I>(scopes: I, all: bool) -> Self
+    fn new<I>(scopes: I, all: bool) -> Result<Self, ConfigError>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
         let scopes: Box<[Box<str>]> = scopes.into_iter().map(|s| Box::from(s.as_ref())).collect();
-        assert!(!scopes.is_empty(), "RequireScope needs at least one scope");
-        for scope in &scopes {
-            assert!(is_scope_token(scope), "invalid scope-token: {scope:?}");
+        if scopes.is_empty() {
+            return Err(ConfigError::NoScopes);
+        }
+        if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
+            return Err(ConfigError::InvalidScope(bad.to_string()));
         }
         let challenge = scopes.join(" ").into();
-        Self {
+        Ok(Self {
             scopes,
             all,
             challenge,
-        }
+        })
     }
 }
 
@@ -161,7 +157,7 @@ mod tests {
 
     #[test]
     fn all_needs_every_scope() {
-        let req = RequireScope::new(["a", "b"], true);
+        let req = RequireScope::new(["a", "b"], true).unwrap();
         assert!(req.check(&with_scopes(&["a", "b", "c"])).is_ok());
         assert_eq!(
             req.check(&with_scopes(&["a"])),
@@ -173,26 +169,26 @@ mod tests {
 
     #[test]
     fn any_needs_one_scope() {
-        let req = RequireScope::new(["a", "b"], false);
+        let req = RequireScope::new(["a", "b"], false).unwrap();
         assert!(req.check(&with_scopes(&["b"])).is_ok());
         assert!(req.check(&with_scopes(&["c"])).is_err());
     }
 
     #[test]
     fn no_claims_is_unauthenticated() {
-        let req = RequireScope::new(["a"], true);
+        let req = RequireScope::new(["a"], true).unwrap();
         assert_eq!(req.check(&Extensions::new()), Err(AuthError::MissingToken));
     }
 
     #[test]
-    #[should_panic(expected = "invalid scope-token")]
-    fn scope_with_space_panics() {
-        RequireScope::new(["a b"], true);
-    }
-
-    #[test]
-    #[should_panic(expected = "at least one scope")]
-    fn empty_scope_list_panics() {
-        RequireScope::new(Vec::<String>::new(), true);
+    fn bad_scope_lists_are_config_errors_not_panics() {
+        for bad in ["a b", "", "caf\u{e9}", "a\"b"] {
+            let err = RequireScope::all(["ok", bad]).unwrap_err();
+            assert_eq!(err, ConfigError::InvalidScope(bad.to_owned()));
+            assert!(err.to_string().contains("not a valid scope"), "{err}");
+        }
+        let err = RequireScope::any(Vec::<String>::new()).unwrap_err();
+        assert_eq!(err, ConfigError::NoScopes);
+        assert_eq!(err.to_string(), "RequireScope needs at least one scope");
     }
 }

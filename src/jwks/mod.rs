@@ -22,7 +22,7 @@
 //! # #[tokio::main] async fn main() -> Result<(), tower_jwt_auth::ConfigError> {
 //! let keys = JwksSource::discover("https://idp.example.com/realms/acme").build()?;
 //! let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys)
-//!     .issuer("https://idp.example.com/realms/acme")
+//!     .issuer("https://idp.example.com/realms/acme")?
 //!     .audience("todo-api");
 //! # Ok(())
 //! # }

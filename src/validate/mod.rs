@@ -15,4 +15,4 @@ mod validator;
 
 pub use policy::{DEFAULT_LEEWAY, MAX_LEEWAY};
 pub(crate) use registered::is_scope_token;
-pub(crate) use validator::{Validated, Validator, Verdict};
+pub(crate) use validator::{Validated, Validator, Verdict, valid_typ};

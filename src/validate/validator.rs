@@ -16,6 +16,16 @@ use crate::{
     token::DEFAULT_MAX_TOKEN_LEN,
 };
 
+/// A `typ` to require, without its optional `application/` prefix: one or more visible
+/// ASCII characters and no space (a media type, RFC 7515 4.1.9).
+pub(crate) fn valid_typ(typ: &str) -> Result<&str, ConfigError> {
+    let bare = strip_media_prefix(typ);
+    if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::InvalidType(typ.to_owned()));
+    }
+    Ok(bare)
+}
+
 /// What a valid token yields: its claims, decoded once and shared, and its scopes.
 pub(crate) struct Validated<C> {
     pub(crate) claims: Arc<C>,
@@ -85,7 +95,7 @@ impl<C> Validator<C> {
             policy.audiences = trusted.audiences;
             policy.any_audience = trusted.any_audience;
             policy.algorithms = trusted.algorithms;
-            policy.typ = trusted.typ.as_deref().map(|t| strip_media_prefix(t).into());
+            policy.typ = trusted.typ.as_deref().map(Into::into);
             if by_issuer.contains_key(&trusted.issuer) {
                 return Err(ConfigError::DuplicateIssuer(trusted.issuer));
             }
@@ -106,15 +116,13 @@ impl<C> Validator<C> {
         }
     }
 
-    /// # Panics
-    ///
-    /// On a layer that trusts several issuers: each names its own.
-    pub(crate) fn add_issuer(&mut self, issuer: String) {
-        assert!(
-            self.by_issuer.is_none(),
-            "`issuer` does not apply to a layer built with `trusting`: each TrustedIssuer names its issuer"
-        );
+    /// Not on a layer that trusts several issuers: each names its own.
+    pub(crate) fn add_issuer(&mut self, issuer: String) -> Result<(), ConfigError> {
+        if self.by_issuer.is_some() {
+            return Err(ConfigError::IssuersFixed);
+        }
         self.policies[0].issuers.push(issuer);
+        Ok(())
     }
 
     pub(crate) fn add_audience(&mut self, audience: String) {
@@ -123,10 +131,14 @@ impl<C> Validator<C> {
         }
     }
 
-    pub(crate) fn set_algorithms(&mut self, algorithms: &[Algorithm]) {
+    pub(crate) fn set_algorithms(&mut self, algorithms: &[Algorithm]) -> Result<(), ConfigError> {
+        if algorithms.is_empty() {
+            return Err(ConfigError::NoAlgorithms);
+        }
         for policy in &mut self.policies {
             policy.algorithms = Some(algorithms.to_vec());
         }
+        Ok(())
     }
 
     pub(crate) fn set_leeway(&mut self, leeway: Duration) -> Result<(), ConfigError> {
@@ -165,10 +177,12 @@ impl<C> Validator<C> {
         }
     }
 
-    pub(crate) fn set_typ(&mut self, typ: &str) {
+    pub(crate) fn set_typ(&mut self, typ: &str) -> Result<(), ConfigError> {
+        let typ = valid_typ(typ)?;
         for policy in &mut self.policies {
-            policy.typ = Some(strip_media_prefix(typ).into());
+            policy.typ = Some(typ.into());
         }
+        Ok(())
     }
 
     pub(crate) fn set_cache(&mut self, capacity: usize) {
