@@ -102,8 +102,8 @@ pub mod fuzz_harness;
 // `password` namespaces.
 pub use auth::{layer::JwtAuthLayer, service::JwtAuth};
 pub use authorize::{
-    layer::AuthorizeLayer,
-    requirement::{RequireClaims, RequireScope, Requirement, require},
+    layer::{AuthorizeLayer, require},
+    requirement::{RequireClaims, RequireScope, Requirement},
     service::Authorize,
 };
 pub use claims::{Audience, Claims, Scopes, StandardClaims};

@@ -2,8 +2,11 @@ use std::{fmt, sync::Arc};
 
 use tower_layer::Layer;
 
-use super::{requirement::Requirement, service::Authorize};
-use crate::{OnRejection, rejection::Rejecter};
+use super::{
+    requirement::{RequireClaims, RequireScope, Requirement},
+    service::Authorize,
+};
+use crate::{ConfigError, OnRejection, rejection::Rejecter};
 
 /// A [`Layer`] that checks a [`Requirement`] before calling the inner service.
 pub struct AuthorizeLayer<R> {
@@ -63,4 +66,45 @@ impl<S, R> Layer<S> for AuthorizeLayer<R> {
             rejecter: self.rejecter.clone(),
         }
     }
+}
+
+// `RequireScope`'s constructors live beside the layer they build, so that the requirement
+// module does not depend back on the layer.
+impl RequireScope {
+    /// A layer that requires every one of `scopes`.
+    ///
+    /// No scope is [`ConfigError::NoScopes`]; a scope that is not a valid RFC 6749
+    /// `scope-token` (visible ASCII except `"` and `\`) is [`ConfigError::InvalidScope`].
+    pub fn all<I>(scopes: I) -> Result<AuthorizeLayer<Self>, ConfigError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::new(scopes, true).map(AuthorizeLayer::new)
+    }
+
+    /// A layer that requires at least one of `scopes`; errors as [`all`](Self::all).
+    pub fn any<I>(scopes: I) -> Result<AuthorizeLayer<Self>, ConfigError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::new(scopes, false).map(AuthorizeLayer::new)
+    }
+}
+
+/// A layer that admits a request only when `predicate` holds for its [`Claims<C>`](crate::Claims); otherwise
+/// it answers `403 insufficient_scope` (or `401` when there are no claims).
+///
+/// ```
+/// use tower_jwt_auth::{StandardClaims, require};
+///
+/// let admins_only = require(|c: &StandardClaims| c.extra.get("role").is_some_and(|r| r == "admin"));
+/// ```
+pub fn require<C, F>(predicate: F) -> AuthorizeLayer<RequireClaims<C, F>>
+where
+    C: Send + Sync + 'static,
+    F: Fn(&C) -> bool + Send + Sync + 'static,
+{
+    AuthorizeLayer::new(RequireClaims::new(predicate))
 }

@@ -2,7 +2,6 @@ use std::{fmt, marker::PhantomData, sync::Arc};
 
 use http::Extensions;
 
-use super::layer::AuthorizeLayer;
 use crate::{AuthError, Claims, ConfigError, Scopes, validate::is_scope_token};
 
 /// A check on what [`JwtAuth`](crate::JwtAuth) injected into a request's extensions.
@@ -34,28 +33,7 @@ pub struct RequireScope {
 }
 
 impl RequireScope {
-    /// A layer that requires every one of `scopes`.
-    ///
-    /// No scope is [`ConfigError::NoScopes`]; a scope that is not a valid RFC 6749
-    /// `scope-token` (visible ASCII except `"` and `\`) is [`ConfigError::InvalidScope`].
-    pub fn all<I>(scopes: I) -> Result<AuthorizeLayer<Self>, ConfigError>
-    where
-        I: IntoIterator,
-        I::Item: AsRef<str>,
-    {
-        Self::new(scopes, true).map(AuthorizeLayer::new)
-    }
-
-    /// A layer that requires at least one of `scopes`; errors as [`all`](Self::all).
-    pub fn any<I>(scopes: I) -> Result<AuthorizeLayer<Self>, ConfigError>
-    where
-        I: IntoIterator,
-        I::Item: AsRef<str>,
-    {
-        Self::new(scopes, false).map(AuthorizeLayer::new)
-    }
-
-    fn new<I>(scopes: I, all: bool) -> Result<Self, ConfigError>
+    pub(super) fn new<I>(scopes: I, all: bool) -> Result<Self, ConfigError>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
@@ -95,29 +73,19 @@ impl Requirement for RequireScope {
     }
 }
 
-/// A predicate on the typed claims; built by [`require`].
+/// A predicate on the typed claims; built by [`require`](crate::require).
 pub struct RequireClaims<C, F> {
     predicate: F,
     _claims: PhantomData<fn(&C)>,
 }
 
-/// A layer that admits a request only when `predicate` holds for its [`Claims<C>`]; otherwise
-/// it answers `403 insufficient_scope` (or `401` when there are no claims).
-///
-/// ```
-/// use tower_jwt_auth::{StandardClaims, require};
-///
-/// let admins_only = require(|c: &StandardClaims| c.extra.get("role").is_some_and(|r| r == "admin"));
-/// ```
-pub fn require<C, F>(predicate: F) -> AuthorizeLayer<RequireClaims<C, F>>
-where
-    C: Send + Sync + 'static,
-    F: Fn(&C) -> bool + Send + Sync + 'static,
-{
-    AuthorizeLayer::new(RequireClaims {
-        predicate,
-        _claims: PhantomData,
-    })
+impl<C, F> RequireClaims<C, F> {
+    pub(super) fn new(predicate: F) -> Self {
+        Self {
+            predicate,
+            _claims: PhantomData,
+        }
+    }
 }
 
 impl<C, F> Requirement for RequireClaims<C, F>
