@@ -266,12 +266,13 @@ fn revocations() -> Revocations {
     let exp = get_current_timestamp() + 3600;
     for i in 0..100_000u128 {
         revocations.revoke_token(
+            "todo-server",
             &format!("{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             exp,
         );
     }
     for i in 0..10_000 {
-        revocations.revoke_subject(&format!("user-{i}"));
+        revocations.revoke_subject("todo-server", &format!("user-{i}"));
     }
     assert_eq!(revocations.len(), 110_000);
     revocations
@@ -284,11 +285,18 @@ fn bench_revocations(c: &mut Criterion) {
     let mut group = c.benchmark_group("revocations");
     group.bench_function("clock", |b| b.iter(get_current_timestamp));
     group.bench_function("is_revoked_100k/miss", |b| {
-        b.iter(|| revoked.is_revoked(black_box(Some("0123456789abcdef")), Some("alice"), now))
+        b.iter(|| {
+            revoked.is_revoked(
+                "todo-server",
+                black_box(Some("0123456789abcdef")),
+                Some("alice"),
+                now,
+            )
+        })
     });
-    assert!(revoked.is_revoked(Some(&hit), None, now));
+    assert!(revoked.is_revoked("todo-server", Some(&hit), None, now));
     group.bench_function("is_revoked_100k/hit", |b| {
-        b.iter(|| revoked.is_revoked(black_box(Some(&hit)), Some("alice"), now))
+        b.iter(|| revoked.is_revoked("todo-server", black_box(Some(&hit)), Some("alice"), now))
     });
     group.finish();
 }

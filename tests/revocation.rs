@@ -7,7 +7,7 @@ mod redis_server;
 
 use std::time::{Duration, Instant};
 
-use common::{claims_with, good_claims, mint, now, through};
+use common::{ISSUER, claims_with, good_claims, mint, now, through};
 use http::StatusCode;
 use redis_server::RedisServer;
 use serde_json::Value;
@@ -72,7 +72,7 @@ async fn a_revoked_jti_is_refused_with_invalid_token_and_others_pass() {
     let (logged_out, exp) = token("session-1");
     let (other, _) = token("session-2");
     assert_eq!(status(&layer, &logged_out).await, StatusCode::OK);
-    revocations.revoke_token("session-1", exp);
+    revocations.revoke_token(ISSUER, "session-1", exp);
     assert_eq!(status(&layer, &logged_out).await, StatusCode::UNAUTHORIZED);
     assert_eq!(status(&layer, &other).await, StatusCode::OK);
     // A token without `jti` is not touched by jti revocations.
@@ -89,13 +89,13 @@ async fn the_token_cache_never_resurrects_a_revoked_token() {
         assert_eq!(status(&layer, &cached).await, StatusCode::OK);
     }
     // ...and refused from the cache once revoked, by jti or by subject.
-    revocations.revoke_token("cached", exp);
+    revocations.revoke_token(ISSUER, "cached", exp);
     assert_eq!(status(&layer, &cached).await, StatusCode::UNAUTHORIZED);
 
     let before = issued_at("carol", now() - 10);
     assert_eq!(status(&layer, &before).await, StatusCode::OK);
     assert_eq!(status(&layer, &before).await, StatusCode::OK);
-    revocations.revoke_subject("carol");
+    revocations.revoke_subject(ISSUER, "carol");
     assert_eq!(status(&layer, &before).await, StatusCode::UNAUTHORIZED);
 }
 
@@ -104,7 +104,7 @@ async fn a_subject_revocation_covers_its_second_and_not_the_next() {
     let revocations = Revocations::in_memory();
     let layer = layer(&revocations);
     let t = now() - 60;
-    revocations.revoke_subject_issued_until("alice", t);
+    revocations.revoke_subject_issued_until(ISSUER, "alice", t);
     assert_eq!(
         status(&layer, &issued_at("alice", t - 1)).await,
         StatusCode::UNAUTHORIZED
@@ -132,7 +132,7 @@ async fn a_subject_revocation_covers_its_second_and_not_the_next() {
 async fn revocation_is_checked_last_so_other_failures_keep_their_answer() {
     let revocations = Revocations::in_memory();
     let layer = layer(&revocations);
-    revocations.revoke_subject("alice");
+    revocations.revoke_subject(ISSUER, "alice");
     let expired = mint(&claims_with(|c| {
         c.insert("exp".into(), Value::from(now() - 3600));
         c.insert("iat".into(), Value::from(now() - 7200));
@@ -182,7 +182,7 @@ async fn through_redis_a_revocation_reaches_every_instance_within_200_ms() {
     for i in 0..20 {
         let (token, exp) = token(&format!("propagation-{i}"));
         assert_eq!(status(&layer_b, &token).await, StatusCode::OK);
-        a.revoke_token(&format!("propagation-{i}"), exp);
+        a.revoke_token(ISSUER, &format!("propagation-{i}"), exp);
         // Here at once...
         assert_eq!(status(&layer_a, &token).await, StatusCode::UNAUTHORIZED);
         // ...there within 200 ms.
@@ -200,7 +200,7 @@ async fn through_redis_a_revocation_reaches_every_instance_within_200_ms() {
     // Subject revocations travel the same way.
     let old = issued_at("dave", now() - 5);
     assert_eq!(status(&layer_a, &old).await, StatusCode::OK);
-    b.revoke_subject("dave");
+    b.revoke_subject(ISSUER, "dave");
     until_status(
         &layer_a,
         &old,
@@ -230,7 +230,7 @@ async fn without_redis_instances_keep_serving_and_nothing_is_lost() {
     let (a, b) = (shared(&redis).await, shared(&redis).await);
     let (layer_a, layer_b) = (layer(&a), layer(&b));
     let (before, exp_before) = token("before-outage");
-    a.revoke_token("before-outage", exp_before);
+    a.revoke_token(ISSUER, "before-outage", exp_before);
     until_status(
         &layer_b,
         &before,
@@ -246,7 +246,7 @@ async fn without_redis_instances_keep_serving_and_nothing_is_lost() {
     assert_eq!(status(&layer_b, &during).await, StatusCode::OK);
     assert_eq!(status(&layer_b, &before).await, StatusCode::UNAUTHORIZED);
     // A revocation made meanwhile holds here at once...
-    a.revoke_token("during-outage", exp_during);
+    a.revoke_token(ISSUER, "during-outage", exp_during);
     assert_eq!(status(&layer_a, &during).await, StatusCode::UNAUTHORIZED);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
@@ -281,7 +281,7 @@ async fn a_redis_that_lost_its_data_gets_it_back_from_the_instances() {
     };
     let a = shared(&redis).await;
     let (token, exp) = token("survivor");
-    a.revoke_token("survivor", exp);
+    a.revoke_token(ISSUER, "survivor", exp);
     let fresh = layer(&shared(&redis).await);
     until_status(
         &fresh,
@@ -342,7 +342,7 @@ async fn started_while_redis_is_down_it_serves_then_loads_when_redis_arrives() {
     };
     let writer = shared(&redis).await;
     let (token, exp) = token("known-to-redis");
-    writer.revoke_token("known-to-redis", exp);
+    writer.revoke_token(ISSUER, "known-to-redis", exp);
     drop(writer);
     tokio::time::sleep(Duration::from_millis(200)).await;
     redis.kill();

@@ -317,12 +317,18 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
         }
         None => None,
     };
+    // A "log out everywhere" must outlive every token it covers: ours live `ttl`; an
+    // external provider's are assumed to live at most a day (`MAX_TTL`).
+    let lifetime = match config.external {
+        None => config.ttl,
+        Some(_) => config.ttl.max(tower_jwt_auth::MAX_TTL),
+    };
+    let revocations = Revocations::builder().max_token_lifetime(lifetime);
     let (revocations, throttle) = match redis {
         Some(redis) => {
             tracing::info!("sharing revocations and the login throttle through Redis");
             (
-                Revocations::builder()
-                    .max_token_lifetime(config.ttl)
+                revocations
                     .key_prefix("todo-server:revocations")
                     .redis(redis.clone())
                     .await,
@@ -330,9 +336,7 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
             )
         }
         None => (
-            Revocations::builder()
-                .max_token_lifetime(config.ttl)
-                .in_memory(),
+            revocations.in_memory(),
             Throttle::new(config.throttle.clone()),
         ),
     };
@@ -796,9 +800,10 @@ fn delete_todo(state: &State, claims: &StandardClaims, path: &str) -> Response<B
 /// shares the revocations. A token without `jti` (an external provider's) cannot be
 /// revoked alone: `/logout/all` can.
 fn logout(state: &State, claims: &StandardClaims) -> Response<Body> {
+    let iss = claims.iss.as_deref().unwrap_or("");
     match (&claims.jti, claims.exp) {
         (Some(jti), Some(exp)) => {
-            state.revocations.revoke_token(jti, exp);
+            state.revocations.revoke_token(iss, jti, exp);
             tracing::info!("logout");
             no_content()
         }
@@ -815,9 +820,10 @@ fn logout(state: &State, claims: &StandardClaims) -> Response<Body> {
 /// answer waits for that second to end, so that a login made after it gets a token the
 /// revocation does not cover.
 async fn logout_all(state: &State, claims: &StandardClaims) -> Response<Body> {
-    match &claims.sub {
-        Some(sub) => {
-            state.revocations.revoke_subject(sub);
+    // A user is the pair (`iss`, `sub`): the provider's `alice` is not this server's.
+    match claims.principal() {
+        Some((iss, sub)) => {
+            state.revocations.revoke_subject(iss, sub);
             tracing::info!("logout from every session");
             let into_second = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

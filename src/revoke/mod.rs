@@ -26,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use replica::{Replica, Revocation};
+use replica::{Key, Replica, Revocation};
 pub(crate) use replica::{TokenId, TokenRef};
 
 use crate::{AuthError, MAX_LEEWAY, MAX_TTL};
@@ -60,9 +60,9 @@ pub enum OutOfSync {
 /// let layer = JwtAuthLayer::<StandardClaims>::hs256(b"an example secret of at least 32 bytes")?
 ///     .revocations(revocations.clone());
 /// // On logout, with the claims of the presented token:
-/// revocations.revoke_token("the token's jti", 1_900_000_000);
+/// revocations.revoke_token("https://issuer.example", "the token's jti", 1_900_000_000);
 /// // On a password change:
-/// revocations.revoke_subject("alice");
+/// revocations.revoke_subject("https://issuer.example", "alice");
 /// # Ok(())
 /// # }
 /// ```
@@ -71,7 +71,7 @@ pub struct Revocations {
     shared: Arc<Shared>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     replica: Replica,
     /// How long a subject revocation is kept: the longest lifetime of a token it may cover.
     max_token_lifetime: u64,
@@ -82,21 +82,57 @@ struct Shared {
     outbox: Option<tokio::sync::mpsc::UnboundedSender<Revocation>>,
 }
 
+impl Shared {
+    /// When a subject revocation made at `since` may be forgotten: every token it covers has
+    /// expired by then.
+    fn subject_until(&self, since: u64) -> u64 {
+        since
+            .saturating_add(self.max_token_lifetime)
+            .saturating_add(MAX_LEEWAY.as_secs())
+    }
+
+    /// Applies a revocation another instance made. Its subject entries are kept at least as
+    /// long as this instance's own lifetime setting asks, should the two differ.
+    #[cfg(feature = "redis")]
+    fn apply_remote(&self, revocation: &Revocation, now: u64) {
+        match revocation {
+            Revocation::Subject { sub, since, until } => {
+                let until = (*until).max(self.subject_until(*since));
+                let revocation = Revocation::Subject {
+                    sub: sub.clone(),
+                    since: *since,
+                    until,
+                };
+                self.replica.apply(&revocation, now)
+            }
+            token => self.replica.apply(token, now),
+        };
+    }
+}
+
 /// When the replica last knew it was complete: a backend that is always complete (in
 /// memory) never falls behind.
 struct SyncClock {
     origin: Instant,
-    /// Milliseconds since `origin` of the last confirmation; `u64::MAX` for "always".
+    /// Milliseconds since `origin` of the last confirmation; [`ALWAYS`](Self::ALWAYS) or
+    /// [`NEVER`](Self::NEVER).
     synced_at: AtomicU64,
 }
 
 impl SyncClock {
+    /// Always in sync: nothing to be out of sync with.
     const ALWAYS: u64 = u64::MAX;
+    /// Not loaded yet: out of sync for as long as one can be.
+    #[cfg(feature = "redis")]
+    const NEVER: u64 = u64::MAX - 1;
 
     fn out_of_sync_for(&self) -> Duration {
         let at = self.synced_at.load(Ordering::Relaxed);
-        if at == Self::ALWAYS {
-            return Duration::ZERO;
+        match at {
+            Self::ALWAYS => return Duration::ZERO,
+            #[cfg(feature = "redis")]
+            Self::NEVER => return Duration::MAX,
+            _ => {}
         }
         self.origin
             .elapsed()
@@ -105,7 +141,7 @@ impl SyncClock {
 
     #[cfg(feature = "redis")]
     fn confirm(&self) {
-        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 2);
         self.synced_at.store(ms, Ordering::Relaxed);
     }
 }
@@ -142,9 +178,16 @@ impl RevocationsBuilder {
     }
 
     /// What to do when the replica has been out of sync for too long; see [`OutOfSync`].
-    /// Only a shared backend can fall out of sync.
+    /// Only a shared backend can fall out of sync. A [`Refuse`](OutOfSync::Refuse) bound
+    /// under one second is taken as one second: an idle replica confirms it is in sync twice
+    /// a second, and a shorter bound would refuse requests between two confirmations.
     pub fn when_out_of_sync(mut self, policy: OutOfSync) -> Self {
-        self.out_of_sync = policy;
+        self.out_of_sync = match policy {
+            OutOfSync::Refuse { after } => OutOfSync::Refuse {
+                after: after.max(Duration::from_secs(1)),
+            },
+            serve => serve,
+        };
         self
     }
 
@@ -181,35 +224,37 @@ impl Revocations {
         Self::builder().in_memory()
     }
 
-    /// Revokes the token whose `jti` is `jti` and whose `exp` is `exp` (seconds since the
-    /// epoch, as in the token). It is refused from now on, here at once and on the other
-    /// instances as soon as they hear of it; the entry is dropped once the token would have
-    /// expired anyway.
-    pub fn revoke_token(&self, jti: &str, exp: u64) {
+    /// Revokes the token of issuer `iss` whose `jti` is `jti` and whose `exp` is `exp`
+    /// (seconds since the epoch), as in the token; `iss` is `""` for a token without one
+    /// (a `jti` is unique only within its issuer). It is refused from now on, here at once
+    /// and on the other instances as soon as they hear of it; the entry is dropped once the
+    /// token would have expired anyway.
+    pub fn revoke_token(&self, iss: &str, jti: &str, exp: u64) {
         let until = exp.saturating_add(MAX_LEEWAY.as_secs());
         self.add(Revocation::Token {
-            jti: jti.into(),
+            jti: Key::new(iss, jti),
             until,
         });
     }
 
-    /// Revokes every token of `sub` issued up to now ("log out everywhere"). A token issued
-    /// in this very second is revoked too (`iat` has one-second resolution); a token issued
-    /// from the next second on is not.
-    pub fn revoke_subject(&self, sub: &str) {
-        self.revoke_subject_issued_until(sub, jsonwebtoken::get_current_timestamp());
+    /// Revokes every token of subject `sub` of issuer `iss` (`""` for tokens without one)
+    /// issued up to now ("log out everywhere"). A token issued in this very second is revoked
+    /// too (`iat` has one-second resolution); a token issued from the next second on is not.
+    ///
+    /// The entry is kept for the [longest token
+    /// lifetime](RevocationsBuilder::max_token_lifetime): a token of `sub` that lives longer
+    /// than that would be accepted again once it is gone.
+    pub fn revoke_subject(&self, iss: &str, sub: &str) {
+        self.revoke_subject_issued_until(iss, sub, jsonwebtoken::get_current_timestamp());
     }
 
-    /// Revokes every token of `sub` whose `iat` is at or before `since` (seconds since the
-    /// epoch), and every token of `sub` without an `iat`.
-    pub fn revoke_subject_issued_until(&self, sub: &str, since: u64) {
-        let until = since
-            .saturating_add(self.shared.max_token_lifetime)
-            .saturating_add(MAX_LEEWAY.as_secs());
+    /// Revokes every token of subject `sub` of issuer `iss` whose `iat` is at or before
+    /// `since` (seconds since the epoch), and every token of that subject without an `iat`.
+    pub fn revoke_subject_issued_until(&self, iss: &str, sub: &str, since: u64) {
         self.add(Revocation::Subject {
-            sub: sub.into(),
+            sub: Key::new(iss, sub),
             since,
-            until,
+            until: self.shared.subject_until(since),
         });
     }
 
@@ -243,11 +288,18 @@ impl Revocations {
         self.shared.sync.out_of_sync_for()
     }
 
-    /// Whether a token with these claims is revoked now: what the layer asks after every
-    /// other check, for code that checks tokens elsewhere (a WebSocket that outlives its
-    /// upgrade request, say). A local lookup; it never waits on the network.
-    pub fn is_revoked(&self, jti: Option<&str>, sub: Option<&str>, iat: Option<u64>) -> bool {
-        let token = TokenRef { jti, sub, iat };
+    /// Whether a token with these claims is revoked now (`iss` is `""` for a token without
+    /// one): what the layer asks after every other check, for code that checks tokens
+    /// elsewhere (a WebSocket that outlives its upgrade request, say). A local lookup; it
+    /// never waits on the network.
+    pub fn is_revoked(
+        &self,
+        iss: &str,
+        jti: Option<&str>,
+        sub: Option<&str>,
+        iat: Option<u64>,
+    ) -> bool {
+        let token = TokenRef { iss, jti, sub, iat };
         let now = jsonwebtoken::get_current_timestamp();
         self.shared.replica.is_revoked(token, now)
     }
@@ -295,6 +347,7 @@ mod tests {
 
     fn token<'t>(jti: &'t str, sub: &'t str, iat: u64) -> TokenRef<'t> {
         TokenRef {
+            iss: "iss",
             jti: Some(jti),
             sub: Some(sub),
             iat: Some(iat),
@@ -305,7 +358,7 @@ mod tests {
     fn revoking_a_token_refuses_it_with_the_leeway_added() {
         let r = Revocations::in_memory();
         let now = jsonwebtoken::get_current_timestamp();
-        r.revoke_token("t1", now + 60);
+        r.revoke_token("iss", "t1", now + 60);
         assert_eq!(r.check(token("t1", "a", now), now), Err(AuthError::Revoked));
         assert_eq!(r.check(token("t2", "a", now), now), Ok(()));
         // Still refused after `exp` while a lenient layer could accept it...
@@ -324,7 +377,7 @@ mod tests {
             .max_token_lifetime(Duration::from_secs(100))
             .in_memory();
         let t = jsonwebtoken::get_current_timestamp();
-        r.revoke_subject_issued_until("alice", t);
+        r.revoke_subject_issued_until("iss", "alice", t);
         assert_eq!(r.check(token("x", "alice", t), t), Err(AuthError::Revoked));
         assert_eq!(r.check(token("x", "alice", t + 1), t + 1), Ok(()));
         let last = t + 100 + MAX_LEEWAY.as_secs();
@@ -342,8 +395,8 @@ mod tests {
                 after: Duration::ZERO,
             })
             .in_memory();
-        r.revoke_token("secret-jti", u64::MAX);
-        r.revoke_subject("secret-subject");
+        r.revoke_token("iss", "secret-jti", u64::MAX);
+        r.revoke_subject("iss", "secret-subject");
         assert_eq!(r.out_of_sync_for(), Duration::ZERO);
         assert_eq!(r.check(TokenRef::default(), 0), Ok(()));
         let debug = format!("{r:?}");

@@ -7,22 +7,51 @@ use std::sync::{
 };
 
 use foldhash::fast::RandomState;
-use papaya::{HashMap, ResizeMode};
+use papaya::{Equivalent, HashMap, ResizeMode};
 use seize::Collector;
+
+/// A `jti` or a `sub`, with the issuer it belongs to: both are unique only within their
+/// issuer (RFC 7519 4.1.2, 4.1.7), and a layer may trust several. A token without `iss` has
+/// the empty issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub(crate) iss: Box<str>,
+    pub(crate) id: Box<str>,
+}
+
+impl Key {
+    pub(crate) fn new(iss: &str, id: &str) -> Self {
+        Self {
+            iss: iss.into(),
+            id: id.into(),
+        }
+    }
+
+    fn as_ref(&self) -> KeyRef<'_> {
+        KeyRef(&self.iss, &self.id)
+    }
+}
+
+/// A [`Key`] borrowed from a token, to look one up without allocating. Its derived `Hash`
+/// feeds the hasher exactly what `Key`'s does (`str` then `str`).
+#[derive(Hash)]
+struct KeyRef<'k>(&'k str, &'k str);
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self.0 == *key.iss && *self.1 == *key.id
+    }
+}
 
 /// One revocation, as kept locally and as written to (and read from) Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Revocation {
     /// The token with this `jti` is refused until `until` (its `exp` plus the largest
     /// leeway a layer may allow).
-    Token { jti: Box<str>, until: u64 },
+    Token { jti: Key, until: u64 },
     /// Every token of `sub` with an `iat` at or before `since` is refused, until `until`
     /// (when every such token has expired).
-    Subject {
-        sub: Box<str>,
-        since: u64,
-        until: u64,
-    },
+    Subject { sub: Key, since: u64, until: u64 },
 }
 
 impl Revocation {
@@ -34,9 +63,11 @@ impl Revocation {
     }
 }
 
-/// What the request path asks about: the token's `jti`, `sub` and `iat`.
+/// What the request path asks about: the token's `iss` (empty when it has none), `jti`,
+/// `sub` and `iat`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TokenRef<'t> {
+    pub(crate) iss: &'t str,
     pub(crate) jti: Option<&'t str>,
     pub(crate) sub: Option<&'t str>,
     pub(crate) iat: Option<u64>,
@@ -45,6 +76,7 @@ pub(crate) struct TokenRef<'t> {
 /// A [`TokenRef`] kept beside a cached token.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TokenId {
+    iss: Box<str>,
     jti: Option<Box<str>>,
     sub: Option<Box<str>>,
     iat: Option<u64>,
@@ -53,6 +85,7 @@ pub(crate) struct TokenId {
 impl TokenId {
     pub(crate) fn token_ref(&self) -> TokenRef<'_> {
         TokenRef {
+            iss: &self.iss,
             jti: self.jti.as_deref(),
             sub: self.sub.as_deref(),
             iat: self.iat,
@@ -63,6 +96,7 @@ impl TokenId {
 impl From<TokenRef<'_>> for TokenId {
     fn from(t: TokenRef<'_>) -> Self {
         Self {
+            iss: t.iss.into(),
             jti: t.jti.map(Into::into),
             sub: t.sub.map(Into::into),
             iat: t.iat,
@@ -70,15 +104,17 @@ impl From<TokenRef<'_>> for TokenId {
     }
 }
 
-/// Sweep expired entries at most this often (seconds).
-const SWEEP_EVERY: u64 = 1;
+/// Sweep expired entries at most this often (seconds). Entries past their `until` no longer
+/// count anyway; the sweep only returns their memory, so it need not run often (it walks
+/// every entry, on the thread that happens to add a revocation or follow the log).
+const SWEEP_EVERY: u64 = 30;
 
 #[derive(Debug)]
 pub(crate) struct Replica {
-    /// `jti` -> until.
-    tokens: HashMap<Box<str>, u64, RandomState>,
-    /// `sub` -> (since, until).
-    subjects: HashMap<Box<str>, (u64, u64), RandomState>,
+    /// (`iss`, `jti`) -> until.
+    tokens: HashMap<Key, u64, RandomState>,
+    /// (`iss`, `sub`) -> (since, until).
+    subjects: HashMap<Key, (u64, u64), RandomState>,
     next_sweep: AtomicU64,
 }
 
@@ -88,20 +124,16 @@ impl Default for Replica {
         // every lookup searching two tables. Writes are rare here; lookups are every request.
         // One collector for both maps, so that a lookup in each enters one guard.
         let collector = Arc::new(Collector::new());
-        let map = || {
+        fn map<V: Send + 'static>(collector: &Arc<Collector>) -> HashMap<Key, V, RandomState> {
             HashMap::builder()
                 .hasher(RandomState::default())
                 .resize_mode(ResizeMode::Blocking)
                 .shared_collector(collector.clone())
                 .build()
-        };
+        }
         Self {
-            tokens: map(),
-            subjects: HashMap::builder()
-                .hasher(RandomState::default())
-                .resize_mode(ResizeMode::Blocking)
-                .shared_collector(collector.clone())
-                .build(),
+            tokens: map(&collector),
+            subjects: map(&collector),
             next_sweep: AtomicU64::new(0),
         }
     }
@@ -142,19 +174,18 @@ impl Replica {
     /// cannot show it is newer, so it is covered too.
     #[inline]
     pub(crate) fn is_revoked(&self, token: TokenRef<'_>, now: u64) -> bool {
+        // One guard for both maps (they share a collector).
+        let guard = self.tokens.guard();
         if let Some(jti) = token.jti
-            && !self.tokens.is_empty()
             && self
                 .tokens
-                .pin()
-                .get(jti)
+                .get(&KeyRef(token.iss, jti), &guard)
                 .is_some_and(|&until| until >= now)
         {
             return true;
         }
         if let Some(sub) = token.sub
-            && !self.subjects.is_empty()
-            && let Some(&(since, until)) = self.subjects.pin().get(sub)
+            && let Some(&(since, until)) = self.subjects.get(&KeyRef(token.iss, sub), &guard)
         {
             return until >= now && token.iat.is_none_or(|iat| iat <= since);
         }
@@ -188,13 +219,15 @@ impl Replica {
     #[cfg(any(test, feature = "redis"))]
     pub(crate) fn covers(&self, revocation: &Revocation) -> bool {
         match revocation {
-            Revocation::Token { jti, until } => {
-                self.tokens.pin().get(jti).is_some_and(|u| u >= until)
-            }
+            Revocation::Token { jti, until } => self
+                .tokens
+                .pin()
+                .get(&jti.as_ref())
+                .is_some_and(|u| u >= until),
             Revocation::Subject { sub, since, until } => self
                 .subjects
                 .pin()
-                .get(sub)
+                .get(&sub.as_ref())
                 .is_some_and(|(s, u)| s >= since && u >= until),
         }
     }
@@ -222,16 +255,18 @@ impl Replica {
 mod tests {
     use super::*;
 
+    const ISS: &str = "https://issuer.example";
+
     fn token(jti: &str, until: u64) -> Revocation {
         Revocation::Token {
-            jti: jti.into(),
+            jti: Key::new(ISS, jti),
             until,
         }
     }
 
     fn subject(sub: &str, since: u64, until: u64) -> Revocation {
         Revocation::Subject {
-            sub: sub.into(),
+            sub: Key::new(ISS, sub),
             since,
             until,
         }
@@ -239,6 +274,7 @@ mod tests {
 
     fn jti(jti: &str) -> TokenRef<'_> {
         TokenRef {
+            iss: ISS,
             jti: Some(jti),
             ..TokenRef::default()
         }
@@ -246,10 +282,33 @@ mod tests {
 
     fn of(sub: &str, iat: Option<u64>) -> TokenRef<'_> {
         TokenRef {
+            iss: ISS,
             sub: Some(sub),
             iat,
             ..TokenRef::default()
         }
+    }
+
+    #[test]
+    fn identifiers_are_scoped_by_issuer() {
+        let r = Replica::default();
+        r.apply(&token("same-jti", 1_000), 0);
+        r.apply(&subject("alice", 900, 1_000), 0);
+        let elsewhere = |t: TokenRef<'static>| TokenRef {
+            iss: "https://other.example",
+            ..t
+        };
+        assert!(r.is_revoked(jti("same-jti"), 0));
+        assert!(!r.is_revoked(elsewhere(jti("same-jti")), 0));
+        assert!(r.is_revoked(of("alice", Some(1)), 0));
+        assert!(!r.is_revoked(elsewhere(of("alice", Some(1))), 0));
+        // The boundary between issuer and id is not a place to smuggle a match through.
+        let shifted = TokenRef {
+            iss: "https://issuer.exampl",
+            jti: Some("esame-jti"),
+            ..TokenRef::default()
+        };
+        assert!(!r.is_revoked(shifted, 0));
     }
 
     #[test]
@@ -283,13 +342,17 @@ mod tests {
         assert_eq!(r.len(), 101);
         r.sweep_if_due(1_050);
         assert_eq!(r.len(), 51, "jtis 50..99 and the subject remain");
-        // Within the same second a second sweep does nothing.
-        r.sweep_if_due(1_051);
-        r.sweep_if_due(1_051);
-        r.sweep_if_due(1_052);
-        assert_eq!(r.len(), 48);
-        assert!(r.is_revoked(jti("99"), 1_052));
-        assert!(!r.is_revoked(of("s", Some(900)), 1_052));
+        // Until SWEEP_EVERY has passed, another sweep does nothing...
+        r.sweep_if_due(1_060);
+        assert_eq!(r.len(), 51);
+        assert!(
+            !r.is_revoked(jti("55"), 1_060),
+            "...though what expired no longer counts"
+        );
+        r.sweep_if_due(1_050 + SWEEP_EVERY);
+        assert_eq!(r.len(), 20);
+        assert!(r.is_revoked(jti("99"), 1_080));
+        assert!(!r.is_revoked(of("s", Some(900)), 1_080));
     }
 
     #[test]

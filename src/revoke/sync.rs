@@ -1,22 +1,24 @@
 //! Keeping every instance's replica current through Redis.
 //!
 //! Redis holds the whole set and a log of changes:
-//! - `{prefix}:tokens`, a sorted set of revoked `jti`s scored by the second they can be
-//!   forgotten; `{prefix}:subjects`, members `"{since}:{sub}"` scored the same way. Each write
-//!   also removes what has expired, so Redis stays as bounded as the replicas.
-//! - `{prefix}:log`, a stream with one entry per revocation (trimmed to about
-//!   [`LOG_LEN`] entries), which every instance reads with a blocking `XREAD`: a revocation
-//!   reaches the other instances as soon as Redis has it, with no polling delay.
+//! - `{prefix}:tokens`, a sorted set of revoked tokens (member: issuer and `jti`) scored by
+//!   the second they can be forgotten; `{prefix}:subjects`, the same for subjects, with each
+//!   one's `since` in the hash `{prefix}:since` (the latest wins). Each write also removes
+//!   what has expired, so Redis stays as bounded as the replicas.
+//! - `{prefix}:log`, a stream with one entry per revocation (trimmed to about [`LOG_LEN`]
+//!   entries), which every instance reads with a blocking `XREAD`: a revocation reaches the
+//!   other instances as soon as Redis has it, with no polling delay.
 //!
 //! Two tasks per set, each on its own connection, because a blocking `XREAD` holds its
 //! connection:
-//! - the **reader** connects, notes the log's last id, loads the sorted sets, then reads the
-//!   log from that id (an entry written between the two is applied twice, which is harmless:
-//!   applying is idempotent). After losing Redis it reconnects with backoff and does it all
-//!   again, so nothing written meanwhile is missed. Revocations this instance holds that
-//!   Redis lacks (Redis restarted without them) go back to the writer.
+//! - the **reader** connects, notes the log's last id, loads the sorted sets (with `ZSCAN`,
+//!   in pages), then reads the log from that id (an entry written between the two is applied
+//!   twice, which is harmless: applying is idempotent). After losing Redis it reconnects with
+//!   backoff and does it all again, so nothing written meanwhile is missed. Revocations this
+//!   instance holds that Redis lacks (Redis restarted without them) go back to the writer.
 //! - the **writer** takes local revocations from a channel and keeps each one until Redis
-//!   has stored it, retrying with backoff through outages: none is lost.
+//!   has stored it, retrying with backoff through outages: none is lost while the process
+//!   lives. Whatever is pending goes in one pipeline, one atomic script per revocation.
 //!
 //! Reconnection is hand-written rather than left to redis' `ConnectionManager` because a
 //! reconnect must trigger this resynchronisation, and the blocking reader needs its own
@@ -27,7 +29,7 @@
 use std::{
     collections::VecDeque,
     sync::{Arc, Weak},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use redis::{
@@ -37,7 +39,10 @@ use redis::{
 };
 use tokio::sync::mpsc;
 
-use super::{OutOfSync, Revocation, Revocations, RevocationsBuilder, Shared, replica::Replica};
+use super::{
+    OutOfSync, Revocation, Revocations, RevocationsBuilder, Shared,
+    replica::{Key, Replica},
+};
 
 /// About how many entries the change log keeps: an instance away for longer than that many
 /// revocations reloads the sorted sets, which it does after every reconnect anyway.
@@ -53,35 +58,69 @@ const MAX_SCORE: u64 = 1 << 53;
 struct Keys {
     tokens: String,
     subjects: String,
+    since: String,
     log: String,
 }
+
+/// Stores one revocation: its sorted set (and `since`, keeping the latest), expired members
+/// out, and a log entry, atomically.
+///
+/// `KEYS`: tokens, subjects, since, log. `ARGV`: kind (`t` or `s`), member, iss, id, since,
+/// until, now, log length.
+const STORE: &str = r"
+    local kind, member, since, untilv, now =
+        ARGV[1], ARGV[2], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+    local set = KEYS[1]
+    if kind == 's' then
+        set = KEYS[2]
+        local old = tonumber(redis.call('HGET', KEYS[3], member))
+        if not old or since > old then redis.call('HSET', KEYS[3], member, ARGV[5]) end
+    end
+    redis.call('ZADD', set, 'GT', untilv, member)
+    local gone = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. now, 'LIMIT', 0, 1000)
+    for _, m in ipairs(gone) do
+        redis.call('ZREM', set, m)
+        if kind == 's' then redis.call('HDEL', KEYS[3], m) end
+    end
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*',
+        'k', kind, 'i', ARGV[3], 'v', ARGV[4], 's', ARGV[5], 'u', ARGV[6])
+    return 1
+";
 
 impl RevocationsBuilder {
     /// A set shared through Redis by every instance built with the same client URL and
     /// [`key_prefix`](Self::key_prefix).
     ///
-    /// Loads every revocation in force from Redis before returning (waiting at most about a
-    /// second for Redis), then keeps the local replica current in the background. When Redis
-    /// is unreachable, at start or later, the set keeps working from its replica: this
+    /// Loads every revocation in force from Redis before returning (waiting at most about
+    /// two seconds for Redis), then keeps the local replica current in the background. When
+    /// Redis is unreachable, at start or later, the set keeps working from its replica: this
     /// instance's revocations apply here at once and reach Redis when it is back, and what
     /// other instances wrote meanwhile is loaded on reconnection. [`OutOfSync`] decides
-    /// whether requests keep being served while the replica is out of sync.
+    /// whether requests are served while the replica is out of sync (a set that could not
+    /// load at all is out of sync from the start).
+    ///
+    /// Give Redis persistence (`appendonly yes`): revocations not held by a running instance
+    /// are lost with Redis' data. A revocation still waiting for Redis is lost if its process
+    /// ends first.
     ///
     /// Spawns two tokio tasks; call it within a tokio runtime.
     ///
     /// Tracing events: `info` when the replica is loaded or reloaded, `warn` when Redis is
-    /// lost or a write must wait, `error` when the replica has been out of sync for longer
-    /// than the [`OutOfSync::Refuse`] bound (and `info` when it is back).
+    /// lost or a write must wait (again every 30 s while it must), `error` when the replica
+    /// has been out of sync for longer than the [`OutOfSync::Refuse`] bound (and `info` when
+    /// it is back).
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn redis(self, client: Client) -> Revocations {
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
-        let mut shared = self.shared(0);
+        let mut shared = self.shared(super::SyncClock::NEVER);
         shared.outbox = Some(outbox.clone());
         let shared = Arc::new(shared);
+        let p = &self.key_prefix;
         let keys = Keys {
-            tokens: format!("{}:tokens", self.key_prefix),
-            subjects: format!("{}:subjects", self.key_prefix),
-            log: format!("{}:log", self.key_prefix),
+            tokens: format!("{p}:tokens"),
+            subjects: format!("{p}:subjects"),
+            since: format!("{p}:since"),
+            log: format!("{p}:log"),
         };
         let (loaded, first_sync) = tokio::sync::oneshot::channel();
         tokio::spawn(read(
@@ -92,7 +131,7 @@ impl RevocationsBuilder {
             loaded,
         ));
         tokio::spawn(write(client, keys, outbox_rx));
-        // The first load, or the first failure to connect: either way the set is usable.
+        // The first load; without Redis the set starts out of sync and loads when it can.
         let _ = tokio::time::timeout(Duration::from_secs(2), first_sync).await;
         Revocations { shared }
     }
@@ -123,6 +162,25 @@ impl Backoff {
     }
 }
 
+/// Warns on the first failure of an outage, then every 30 s while it lasts.
+struct Warnings(Option<Instant>);
+
+impl Warnings {
+    fn due(&mut self) -> bool {
+        match self.0 {
+            Some(at) if at.elapsed() < Duration::from_secs(30) => false,
+            _ => {
+                self.0 = Some(Instant::now());
+                true
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.0 = None;
+    }
+}
+
 async fn connect(
     client: &Client,
     response_timeout: Duration,
@@ -135,6 +193,19 @@ async fn connect(
         .await
 }
 
+/// A member of a sorted set: the issuer's length, the issuer, then the id, so that no
+/// issuer or id can be confused with another split of the same characters.
+fn member(key: &Key) -> String {
+    format!("{}:{}{}", key.iss.len(), key.iss, key.id)
+}
+
+fn parse_member(member: &str) -> Option<Key> {
+    let (len, rest) = member.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let (iss, id) = (rest.get(..len)?, rest.get(len..)?);
+    Some(Key::new(iss, id))
+}
+
 /// The reader task: load, follow the log, and on any error reconnect and load again.
 async fn read(
     client: Client,
@@ -145,7 +216,7 @@ async fn read(
 ) {
     let mut loaded = Some(loaded);
     let mut backoff = Backoff::new();
-    let mut connected_once = false;
+    let mut warnings = Warnings(None);
     let mut refusing = false;
     loop {
         let result = follow(&client, &keys, &set, &outbox, &mut || {
@@ -156,37 +227,27 @@ async fn read(
                 tracing::info!("token revocations back in sync; requests are served again");
                 refusing = false;
             }
-            connected_once = true;
             backoff = Backoff::new();
+            warnings.reset();
         })
         .await;
         let Some(shared) = set.upgrade() else { return };
-        match result {
-            Ok(()) => return,
-            Err(error) => {
-                if let Some(loaded) = loaded.take() {
-                    let _ = loaded.send(());
-                }
-                let behind = shared.sync.out_of_sync_for();
-                // Once per outage, not on every attempt.
-                if backoff.0 == BACKOFF.0 {
-                    tracing::warn!(
-                        %error,
-                        was_connected = connected_once,
-                        "token revocations: Redis unreachable; serving from the local replica and reconnecting"
-                    );
-                }
-                if let OutOfSync::Refuse { after } = shared.out_of_sync
-                    && behind > after
-                    && !refusing
-                {
-                    tracing::error!(
-                        out_of_sync_for = ?behind,
-                        "token revocations out of sync for longer than allowed; refusing requests with 503"
-                    );
-                    refusing = true;
-                }
-            }
+        let Err(error) = result else { return };
+        if warnings.due() {
+            tracing::warn!(
+                %error,
+                out_of_sync_for = ?shared.sync.out_of_sync_for(),
+                "token revocations: Redis unreachable; serving from the local replica and reconnecting"
+            );
+        }
+        if let OutOfSync::Refuse { after } = shared.out_of_sync
+            && shared.sync.out_of_sync_for() > after
+            && !refusing
+        {
+            tracing::error!(
+                "token revocations out of sync for longer than allowed; refusing requests with 503"
+            );
+            refusing = true;
         }
         drop(shared);
         backoff.wait().await;
@@ -211,33 +272,13 @@ async fn follow(
         .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
     // 2. Everything in force.
     let now = unix_now();
-    let tokens: Vec<(String, f64)> = conn
-        .zrangebyscore_withscores(&keys.tokens, now, "+inf")
-        .await?;
-    let subjects: Vec<(String, f64)> = conn
-        .zrangebyscore_withscores(&keys.subjects, now, "+inf")
-        .await?;
-    let snapshot: Vec<Revocation> = tokens
-        .into_iter()
-        .map(|(jti, until)| Revocation::Token {
-            jti: jti.into(),
-            until: until as u64,
-        })
-        .chain(subjects.into_iter().filter_map(|(member, until)| {
-            let (since, sub) = member.split_once(':')?;
-            Some(Revocation::Subject {
-                sub: sub.into(),
-                since: since.parse().ok()?,
-                until: until as u64,
-            })
-        }))
-        .collect();
+    let snapshot = load(&mut conn, keys, now).await?;
     {
         let Some(shared) = set.upgrade() else {
             return Ok(());
         };
         for revocation in &snapshot {
-            shared.replica.apply(revocation, now);
+            shared.apply_remote(revocation, now);
         }
         // What this instance holds and Redis lacks (Redis lost it, or the writer has not
         // stored it yet) goes (back) to the writer, so that Redis ends up with the union.
@@ -277,7 +318,7 @@ async fn follow(
         let now = unix_now();
         for entry in reply.iter().flat_map(|r| &r.keys).flat_map(|k| &k.ids) {
             if let Some(revocation) = parse(entry) {
-                shared.replica.apply(&revocation, now);
+                shared.apply_remote(&revocation, now);
             }
             last_id.clone_from(&entry.id);
         }
@@ -286,18 +327,70 @@ async fn follow(
     }
 }
 
-/// A log entry: `k` (`t` for a token, `s` for a subject), `v` (the `jti` or `sub`), `u`
-/// (until) and, for a subject, `s` (since). Anything else is skipped.
+/// Every revocation in force in Redis, read in pages (`ZSCAN`) so that a large set neither
+/// blocks Redis nor outlasts one response.
+async fn load(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    now: u64,
+) -> RedisResult<Vec<Revocation>> {
+    let mut all = Vec::new();
+    for (set, subjects) in [(&keys.tokens, false), (&keys.subjects, true)] {
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<String>) = redis::cmd("ZSCAN")
+                .arg(set)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(conn)
+                .await?;
+            let live: Vec<(Key, String, u64)> = page
+                .chunks_exact(2)
+                .filter_map(|pair| {
+                    let until = pair[1].parse::<f64>().ok()? as u64;
+                    if until < now {
+                        return None;
+                    }
+                    Some((parse_member(&pair[0])?, pair[0].clone(), until))
+                })
+                .collect();
+            if subjects && !live.is_empty() {
+                let members: Vec<&str> = live.iter().map(|(_, m, _)| m.as_str()).collect();
+                let since: Vec<Option<u64>> = redis::cmd("HMGET")
+                    .arg(&keys.since)
+                    .arg(&members)
+                    .query_async(conn)
+                    .await?;
+                for ((sub, _, until), since) in live.into_iter().zip(since) {
+                    if let Some(since) = since {
+                        all.push(Revocation::Subject { sub, since, until });
+                    }
+                }
+            } else if !subjects {
+                all.extend(
+                    live.into_iter()
+                        .map(|(jti, _, until)| Revocation::Token { jti, until }),
+                );
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(all)
+}
+
+/// A log entry: `k` (`t` for a token, `s` for a subject), `i` (the issuer), `v` (the `jti`
+/// or `sub`), `s` (since, for a subject) and `u` (until). Anything else is skipped.
 fn parse(entry: &StreamId) -> Option<Revocation> {
-    let value: String = entry.get("v")?;
+    let key = Key::new(&entry.get::<String>("i")?, &entry.get::<String>("v")?);
     let until: u64 = entry.get("u")?;
     match entry.get::<String>("k")?.as_str() {
-        "t" => Some(Revocation::Token {
-            jti: value.into(),
-            until,
-        }),
+        "t" => Some(Revocation::Token { jti: key, until }),
         "s" => Some(Revocation::Subject {
-            sub: value.into(),
+            sub: key,
             since: entry.get("s")?,
             until,
         }),
@@ -305,11 +398,12 @@ fn parse(entry: &StreamId) -> Option<Revocation> {
     }
 }
 
-/// The writer task: store each local revocation in Redis, in order, retrying until it is.
+/// The writer task: store the local revocations in Redis, retrying until it has them.
 async fn write(client: Client, keys: Keys, mut outbox: mpsc::UnboundedReceiver<Revocation>) {
     let mut pending = VecDeque::new();
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<(MultiplexedConnection, String)> = None;
     let mut backoff = Backoff::new();
+    let mut warnings = Warnings(None);
     loop {
         if pending.is_empty() {
             match outbox.recv().await {
@@ -323,26 +417,38 @@ async fn write(client: Client, keys: Keys, mut outbox: mpsc::UnboundedReceiver<R
         let now = unix_now();
         pending.retain(|r: &Revocation| r.until() >= now);
         let result = async {
-            let conn = match &mut conn {
-                Some(conn) => conn,
-                None => conn.insert(connect(&client, Duration::from_secs(2)).await?),
+            let (conn, sha) = match &mut conn {
+                Some(c) => c,
+                None => {
+                    let mut c = connect(&client, Duration::from_secs(5)).await?;
+                    let sha: String = redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(STORE)
+                        .query_async(&mut c)
+                        .await?;
+                    conn.insert((c, sha))
+                }
             };
-            while let Some(revocation) = pending.front() {
-                store(conn, &keys, revocation, now).await?;
-                pending.pop_front();
+            while !pending.is_empty() {
+                let batch = pending.len().min(500);
+                store(conn, sha, &keys, pending.range(..batch), now).await?;
+                pending.drain(..batch);
             }
             RedisResult::Ok(())
         }
         .await;
         match result {
-            Ok(()) => backoff = Backoff::new(),
+            Ok(()) => {
+                backoff = Backoff::new();
+                warnings.reset();
+            }
             Err(error) => {
                 conn = None;
-                if backoff.0 == BACKOFF.0 {
+                if warnings.due() {
                     tracing::warn!(
                         %error,
                         pending = pending.len(),
-                        "token revocations: cannot reach Redis; held here and retried until stored"
+                        "token revocations: cannot store in Redis; held here and retried until stored"
                     );
                 }
                 backoff.wait().await;
@@ -351,56 +457,53 @@ async fn write(client: Client, keys: Keys, mut outbox: mpsc::UnboundedReceiver<R
     }
 }
 
-/// Adds one revocation to its sorted set and to the log, and drops expired members, in one
-/// transaction.
+/// Stores `batch` in one round trip: one atomic script per revocation, pipelined.
 async fn store(
     conn: &mut MultiplexedConnection,
+    sha: &str,
     keys: &Keys,
-    revocation: &Revocation,
+    batch: impl Iterator<Item = &Revocation>,
     now: u64,
 ) -> RedisResult<()> {
     let mut pipe = redis::pipe();
-    pipe.atomic();
-    let (set, member, fields): (_, String, Vec<(&str, String)>) = match revocation {
-        Revocation::Token { jti, until } => (
-            &keys.tokens,
-            jti.to_string(),
-            vec![
-                ("k", "t".into()),
-                ("v", jti.to_string()),
-                ("u", until.min(&MAX_SCORE).to_string()),
-            ],
-        ),
-        Revocation::Subject { sub, since, until } => (
-            &keys.subjects,
-            format!("{since}:{sub}"),
-            vec![
-                ("k", "s".into()),
-                ("v", sub.to_string()),
-                ("s", since.to_string()),
-                ("u", until.min(&MAX_SCORE).to_string()),
-            ],
-        ),
-    };
-    let score = revocation.until().min(MAX_SCORE);
-    pipe.cmd("ZADD")
-        .arg(set)
-        .arg("GT")
-        .arg(score)
-        .arg(member)
-        .ignore();
-    pipe.cmd("ZREMRANGEBYSCORE")
-        .arg(set)
-        .arg("-inf")
-        .arg(format!("({now}"))
-        .ignore();
-    pipe.cmd("XADD")
-        .arg(&keys.log)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(LOG_LEN)
-        .arg("*")
-        .arg(fields)
-        .ignore();
+    for revocation in batch {
+        let (kind, key, since) = match revocation {
+            Revocation::Token { jti, .. } => ("t", jti, 0),
+            Revocation::Subject { sub, since, .. } => ("s", sub, *since),
+        };
+        pipe.cmd("EVALSHA")
+            .arg(sha)
+            .arg(4)
+            .arg(&keys.tokens)
+            .arg(&keys.subjects)
+            .arg(&keys.since)
+            .arg(&keys.log)
+            .arg(kind)
+            .arg(member(key))
+            .arg(&*key.iss)
+            .arg(&*key.id)
+            .arg(since)
+            .arg(revocation.until().min(MAX_SCORE))
+            .arg(now)
+            .arg(LOG_LEN)
+            .ignore();
+    }
     pipe.query_async(conn).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_keep_issuer_and_id_apart() {
+        for (iss, id) in [("", "a"), ("https://i", "x:y"), ("1:", "2"), ("é", "ü:")] {
+            let key = Key::new(iss, id);
+            assert_eq!(parse_member(&member(&key)), Some(key));
+        }
+        assert_ne!(member(&Key::new("ab", "c")), member(&Key::new("a", "bc")));
+        for bad in ["", "x", "5:ab", "1:é", "-1:a"] {
+            assert_eq!(parse_member(bad), None, "{bad}");
+        }
+    }
 }

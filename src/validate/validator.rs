@@ -311,6 +311,7 @@ impl<C: DeserializeOwned> Validator<C> {
         let mut revocable = None;
         if let Some(revocations) = &self.revocations {
             let id = TokenRef {
+                iss: registered.iss.as_deref().unwrap_or(""),
                 jti: registered.jti.as_deref(),
                 sub: registered.sub.as_deref(),
                 iat: registered.iat,
