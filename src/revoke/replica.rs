@@ -27,6 +27,7 @@ impl Key {
         }
     }
 
+    #[cfg(any(test, feature = "redis"))]
     fn as_ref(&self) -> KeyRef<'_> {
         KeyRef(&self.iss, &self.id)
     }
