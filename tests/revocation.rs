@@ -255,9 +255,17 @@ async fn without_redis_instances_keep_serving_and_nothing_is_lost() {
         "B cannot know yet"
     );
     assert!(b.out_of_sync_for() > Duration::from_secs(1));
+    assert!(
+        !a.flush(Duration::from_millis(100)).await,
+        "A still holds it"
+    );
 
     // ...and reaches the others once Redis is back.
     redis.restart();
+    assert!(
+        a.flush(Duration::from_secs(5)).await,
+        "stored once Redis is back"
+    );
     let took = until_status(
         &layer_b,
         &during,

@@ -596,6 +596,10 @@ pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<O
     {
         tracing::warn!("connections still open after 10s; closing them");
     }
+    // Logouts made while Redis was unreachable are held in memory until Redis has them.
+    if !app.0.revocations.flush(Duration::from_secs(5)).await {
+        tracing::warn!("some revocations never reached Redis; other instances will not know them");
+    }
 }
 
 #[derive(Deserialize)]

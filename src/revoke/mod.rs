@@ -79,7 +79,7 @@ pub(crate) struct Shared {
     sync: SyncClock,
     /// Where local revocations go to reach the other instances (Redis), if anywhere.
     #[cfg(feature = "redis")]
-    outbox: Option<tokio::sync::mpsc::UnboundedSender<Revocation>>,
+    outbox: Option<sync::Outbox>,
 }
 
 impl Shared {
@@ -267,8 +267,21 @@ impl Revocations {
         #[cfg(feature = "redis")]
         if let Some(outbox) = &self.shared.outbox {
             // The writer keeps it until Redis has it, through outages.
-            let _ = outbox.send(revocation);
+            outbox.send(revocation);
         }
+    }
+
+    /// Waits until every revocation made here has reached the shared backend, or `within`
+    /// has passed; returns whether it did. Call it when the process shuts down: a revocation
+    /// made while Redis was unreachable is held in memory until Redis has it. Without a
+    /// shared backend there is nothing to wait for.
+    pub async fn flush(&self, within: Duration) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(outbox) = &self.shared.outbox {
+            return outbox.flush(within).await;
+        }
+        let _ = within;
+        true
     }
 
     /// How many revocations are held locally (entries still in force, and expired ones not

@@ -28,7 +28,10 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Weak},
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -87,6 +90,34 @@ const STORE: &str = r"
     return 1
 ";
 
+/// Where revocations go to be stored in Redis by the writer, with a count of those not
+/// stored yet.
+#[derive(Clone)]
+pub(super) struct Outbox {
+    tx: mpsc::UnboundedSender<Revocation>,
+    unsent: Arc<AtomicUsize>,
+}
+
+impl Outbox {
+    pub(super) fn send(&self, revocation: Revocation) {
+        self.unsent.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(revocation).is_err() {
+            self.unsent.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    pub(super) async fn flush(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.unsent.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
 impl RevocationsBuilder {
     /// A set shared through Redis by every instance built with the same client URL and
     /// [`key_prefix`](Self::key_prefix).
@@ -111,7 +142,12 @@ impl RevocationsBuilder {
     /// it is back).
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn redis(self, client: Client) -> Revocations {
-        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let (tx, outbox_rx) = mpsc::unbounded_channel();
+        let unsent = Arc::new(AtomicUsize::new(0));
+        let outbox = Outbox {
+            tx,
+            unsent: unsent.clone(),
+        };
         let mut shared = self.shared(super::SyncClock::NEVER);
         shared.outbox = Some(outbox.clone());
         let shared = Arc::new(shared);
@@ -130,7 +166,7 @@ impl RevocationsBuilder {
             outbox,
             loaded,
         ));
-        tokio::spawn(write(client, keys, outbox_rx));
+        tokio::spawn(write(client, keys, outbox_rx, unsent));
         // The first load; without Redis the set starts out of sync and loads when it can.
         let _ = tokio::time::timeout(Duration::from_secs(2), first_sync).await;
         Revocations { shared }
@@ -211,7 +247,7 @@ async fn read(
     client: Client,
     keys: Keys,
     set: Weak<Shared>,
-    outbox: mpsc::UnboundedSender<Revocation>,
+    outbox: Outbox,
     loaded: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut loaded = Some(loaded);
@@ -260,7 +296,7 @@ async fn follow(
     client: &Client,
     keys: &Keys,
     set: &Weak<Shared>,
-    outbox: &mpsc::UnboundedSender<Revocation>,
+    outbox: &Outbox,
     on_sync: &mut impl FnMut(),
 ) -> RedisResult<()> {
     let mut conn = connect(client, BLOCK + Duration::from_secs(1)).await?;
@@ -293,7 +329,7 @@ async fn follow(
             .filter(|r| !from_redis.covers(r))
             .collect();
         for revocation in &missing {
-            let _ = outbox.send(revocation.clone());
+            outbox.send(revocation.clone());
         }
         shared.sync.confirm();
         tracing::info!(
@@ -399,7 +435,12 @@ fn parse(entry: &StreamId) -> Option<Revocation> {
 }
 
 /// The writer task: store the local revocations in Redis, retrying until it has them.
-async fn write(client: Client, keys: Keys, mut outbox: mpsc::UnboundedReceiver<Revocation>) {
+async fn write(
+    client: Client,
+    keys: Keys,
+    mut outbox: mpsc::UnboundedReceiver<Revocation>,
+    unsent: Arc<AtomicUsize>,
+) {
     let mut pending = VecDeque::new();
     let mut conn: Option<(MultiplexedConnection, String)> = None;
     let mut backoff = Backoff::new();
@@ -415,7 +456,9 @@ async fn write(client: Client, keys: Keys, mut outbox: mpsc::UnboundedReceiver<R
             pending.push_back(revocation);
         }
         let now = unix_now();
+        let before = pending.len();
         pending.retain(|r: &Revocation| r.until() >= now);
+        unsent.fetch_sub(before - pending.len(), Ordering::SeqCst);
         let result = async {
             let (conn, sha) = match &mut conn {
                 Some(c) => c,
@@ -433,6 +476,7 @@ async fn write(client: Client, keys: Keys, mut outbox: mpsc::UnboundedReceiver<R
                 let batch = pending.len().min(500);
                 store(conn, sha, &keys, pending.range(..batch), now).await?;
                 pending.drain(..batch);
+                unsent.fetch_sub(batch, Ordering::SeqCst);
             }
             RedisResult::Ok(())
         }
