@@ -243,7 +243,9 @@ impl Revocations {
     ///
     /// The entry is kept for the [longest token
     /// lifetime](RevocationsBuilder::max_token_lifetime): a token of `sub` that lives longer
-    /// than that would be accepted again once it is gone.
+    /// than that would be accepted again once it is gone. "Now" is this machine's clock and
+    /// `iat` the issuer's: keep them synchronised (NTP), or use
+    /// [`revoke_subject_issued_until`](Self::revoke_subject_issued_until) with a margin.
     pub fn revoke_subject(&self, iss: &str, sub: &str) {
         self.revoke_subject_issued_until(iss, sub, jsonwebtoken::get_current_timestamp());
     }

@@ -1,9 +1,12 @@
 //! The local set of revocations the request path reads: lock-free maps (papaya) from `jti`
 //! and from `sub`, each entry dropped once every token it covers has expired.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    hash::{Hash, Hasher},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use foldhash::fast::RandomState;
@@ -13,7 +16,7 @@ use seize::Collector;
 /// A `jti` or a `sub`, with the issuer it belongs to: both are unique only within their
 /// issuer (RFC 7519 4.1.2, 4.1.7), and a layer may trust several. A token without `iss` has
 /// the empty issuer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Key {
     pub(crate) iss: Box<str>,
     pub(crate) id: Box<str>,
@@ -33,10 +36,23 @@ impl Key {
     }
 }
 
-/// A [`Key`] borrowed from a token, to look one up without allocating. Its derived `Hash`
-/// feeds the hasher exactly what `Key`'s does (`str` then `str`).
-#[derive(Hash)]
+/// Hashes the id alone: ids are what differ from key to key (one service trusts a handful
+/// of issuers), and the request path then hashes a `jti` or `sub` and no issuer URL.
+/// Equality still compares both.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+/// A [`Key`] borrowed from a token, to look one up without allocating; hashed as `Key` is.
 struct KeyRef<'k>(&'k str, &'k str);
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.1.hash(state);
+    }
+}
 
 impl Equivalent<Key> for KeyRef<'_> {
     fn equivalent(&self, key: &Key) -> bool {
