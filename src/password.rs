@@ -37,6 +37,8 @@ use argon2::{
 };
 use tokio::sync::{OnceCell, Semaphore};
 
+use crate::ConfigError;
+
 /// The longest password accepted, in bytes.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
@@ -120,15 +122,15 @@ impl Passwords {
 
     /// argon2id with `m_cost` KiB of memory, `t_cost` passes and `p_cost` lanes; each must be
     /// at least the OWASP minimum.
-    pub fn with_params(m_cost: u32, t_cost: u32, p_cost: u32) -> Result<Self, PasswordError> {
+    pub fn with_params(m_cost: u32, t_cost: u32, p_cost: u32) -> Result<Self, ConfigError> {
         let (m, t, p) = OWASP_MIN;
         if m_cost < m || t_cost < t || p_cost < p {
-            return Err(PasswordError::Hasher(
-                "parameters below the OWASP minimum (m=19456, t=2, p=1)",
+            return Err(ConfigError::OutOfRange(
+                "argon2 parameters below the OWASP minimum (m=19456, t=2, p=1)",
             ));
         }
         let params = Params::new(m_cost, t_cost, p_cost, None)
-            .map_err(|_| PasswordError::Hasher("invalid argon2 parameters"))?;
+            .map_err(|_| ConfigError::OutOfRange("argon2 parameters beyond argon2's limits"))?;
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Self::from_parts(
             params,
@@ -152,14 +154,19 @@ impl Passwords {
     }
 
     /// Runs at most `n` hashes at once (default: one fewer than the CPUs, at least one).
-    /// Each takes `m_cost` KiB of memory, kept for the next hash.
-    ///
-    /// # Panics
-    ///
-    /// When `n` is zero.
-    pub fn max_concurrent(self, n: usize) -> Self {
-        assert!(n > 0, "at least one hash must be allowed to run");
-        Self::from_parts(self.inner.params.clone(), n, self.inner.max_queue)
+    /// Each takes `m_cost` KiB of memory, kept for the next hash. Zero is
+    /// [`ConfigError::OutOfRange`]: no password could ever be checked.
+    pub fn max_concurrent(self, n: usize) -> Result<Self, ConfigError> {
+        if n == 0 {
+            return Err(ConfigError::OutOfRange(
+                "at least one hash must be allowed to run",
+            ));
+        }
+        Ok(Self::from_parts(
+            self.inner.params.clone(),
+            n,
+            self.inner.max_queue,
+        ))
     }
 
     /// Lets at most `n` calls wait for a free worker (default [`DEFAULT_MAX_QUEUE`]); one
@@ -321,6 +328,10 @@ mod tests {
         assert!(Passwords::with_params(4096, 2, 1).is_err());
         assert!(Passwords::with_params(19456, 1, 1).is_err());
         assert!(Passwords::with_params(19456, 2, 1).is_ok());
+        assert!(matches!(
+            Passwords::new().max_concurrent(0),
+            Err(ConfigError::OutOfRange(_))
+        ));
     }
 
     #[tokio::test]
@@ -354,7 +365,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn hashing_does_not_block_the_executor() {
         // On a single-threaded runtime, a ticker keeps running while hashes are in flight.
-        let p = Passwords::new().max_concurrent(1);
+        let p = Passwords::new().max_concurrent(1).unwrap();
         let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let t = ticks.clone();
         let ticker = tokio::spawn(async move {
@@ -380,7 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_queue_a_call_is_busy_at_once() {
-        let p = Passwords::new().max_concurrent(1).max_queue(2);
+        let p = Passwords::new().max_concurrent(1).unwrap().max_queue(2);
         // One runs, two wait...
         let tasks: Vec<_> = (0..3)
             .map(|i| {
@@ -402,7 +413,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_gives_up_leaves_the_queue() {
-        let p = Passwords::new().max_concurrent(1).max_queue(1);
+        let p = Passwords::new().max_concurrent(1).unwrap().max_queue(1);
         let running = tokio::spawn({
             let p = p.clone();
             async move { p.hash("long").await }
@@ -422,7 +433,7 @@ mod tests {
 
     #[tokio::test]
     async fn working_memory_is_reused_not_reallocated() {
-        let p = Passwords::new().max_concurrent(2);
+        let p = Passwords::new().max_concurrent(2).unwrap();
         let phc = p.hash("pw").await.unwrap();
         for _ in 0..3 {
             let (a, b) = tokio::join!(p.verify("pw", Some(&phc)), p.verify("no", Some(&phc)));

@@ -169,6 +169,7 @@ async fn shared_with(redis: &RedisServer, policy: OutOfSync) -> Revocations {
         .when_out_of_sync(policy)
         .redis(client)
         .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

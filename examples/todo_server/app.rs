@@ -331,7 +331,8 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
                 revocations
                     .key_prefix("todo-server:revocations")
                     .redis(redis.clone())
-                    .await,
+                    .await
+                    .map_err(|e| e.to_string())?,
                 Throttle::shared(config.throttle.clone(), redis, "todo-server:throttle")?,
             )
         }
@@ -424,7 +425,8 @@ enum Route {
     DeleteTodo,
     Logout,
     LogoutAll,
-    MethodNotAllowed,
+    /// A known path with another method; the methods it allows, for `Allow`.
+    MethodNotAllowed(&'static str),
     NotFound,
 }
 
@@ -442,15 +444,19 @@ fn route(method: &Method, path: &str) -> (Access, Route) {
         (&Method::POST, "/logout/all") => (Authenticated, Route::LogoutAll),
         (&Method::POST, "/secure-todos") => (Writer, Route::CreateTodo),
         (&Method::DELETE, p) if p.starts_with("/secure-todos/") => (Writer, Route::DeleteTodo),
-        // A known path with another method: 405, after the same authentication, so that
-        // a protected path answers nothing to a caller without a token.
-        (_, "/login" | "/health" | "/todos" | "/.well-known/jwks.json") => {
-            (Public, Route::MethodNotAllowed)
+        // A known path with another method: 405 with `Allow`, after the same
+        // authentication, so that a protected path answers nothing to a caller without a
+        // token.
+        (_, "/login") => (Public, Route::MethodNotAllowed("POST")),
+        (_, "/health" | "/todos" | "/.well-known/jwks.json") => {
+            (Public, Route::MethodNotAllowed("GET"))
         }
-        (_, "/me" | "/secure-todos" | "/logout" | "/logout/all") => {
-            (Authenticated, Route::MethodNotAllowed)
+        (_, "/me") => (Authenticated, Route::MethodNotAllowed("GET")),
+        (_, "/secure-todos") => (Authenticated, Route::MethodNotAllowed("GET, POST")),
+        (_, "/logout" | "/logout/all") => (Authenticated, Route::MethodNotAllowed("POST")),
+        (_, p) if p.starts_with("/secure-todos/") => {
+            (Authenticated, Route::MethodNotAllowed("DELETE"))
         }
-        (_, p) if p.starts_with("/secure-todos/") => (Authenticated, Route::MethodNotAllowed),
         _ => (Public, Route::NotFound),
     }
 }
@@ -517,7 +523,12 @@ where
         Route::DeleteTodo => delete_todo(&state, &claims(), req.uri().path()),
         Route::Logout => logout(&state, &claims()),
         Route::LogoutAll => logout_all(&state, &claims()).await,
-        Route::MethodNotAllowed => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        Route::MethodNotAllowed(allow) => {
+            let mut res = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            res
+        }
         Route::NotFound => error(StatusCode::NOT_FOUND, "not found"),
     })
 }
@@ -537,6 +548,22 @@ pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<O
             header::COOKIE,
         ]))
         .layer(TraceLayer::new_for_http())
+        // tower-http answers a declared `Content-Length` over the limit itself, in plain
+        // text: give that 413 the server's one error body too.
+        .map_response(|res: Response<_>| {
+            let json = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v == "application/json");
+            if res.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+                boxed(error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large",
+                ))
+            } else {
+                boxed(res)
+            }
+        })
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .service(app.service());
     let graceful = GracefulShutdown::new();

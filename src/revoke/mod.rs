@@ -260,7 +260,10 @@ impl Revocations {
         });
     }
 
-    fn add(&self, revocation: Revocation) {
+    fn add(&self, mut revocation: Revocation) {
+        // Kept exact where Redis stores it (a double): beyond 2^53 s nothing expires anyway.
+        let (Revocation::Token { until, .. } | Revocation::Subject { until, .. }) = &mut revocation;
+        *until = (*until).min(1 << 53);
         let now = jsonwebtoken::get_current_timestamp();
         if !self.shared.replica.apply(&revocation, now) {
             return;

@@ -107,9 +107,10 @@ impl Outbox {
     }
 
     pub(super) async fn flush(&self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
+        // `Duration::MAX` means no deadline.
+        let deadline = Instant::now().checked_add(within);
         while self.unsent.load(Ordering::SeqCst) > 0 {
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -134,14 +135,21 @@ impl RevocationsBuilder {
     /// are lost with Redis' data. A revocation still waiting for Redis is lost if its process
     /// ends first.
     ///
-    /// Spawns two tokio tasks; call it within a tokio runtime.
+    /// Spawns two tokio tasks: outside a tokio runtime this is
+    /// [`ConfigError::InvalidValue`](crate::ConfigError::InvalidValue). Needs Redis 6.2 or
+    /// later (`ZADD GT`).
     ///
     /// Tracing events: `info` when the replica is loaded or reloaded, `warn` when Redis is
     /// lost or a write must wait (again every 30 s while it must), `error` when the replica
     /// has been out of sync for longer than the [`OutOfSync::Refuse`] bound (and `info` when
     /// it is back).
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub async fn redis(self, client: Client) -> Revocations {
+    pub async fn redis(self, client: Client) -> Result<Revocations, crate::ConfigError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(crate::ConfigError::InvalidValue(
+                "a Redis revocation set must be built inside a Tokio runtime",
+            ));
+        }
         let (tx, outbox_rx) = mpsc::unbounded_channel();
         let unsent = Arc::new(AtomicUsize::new(0));
         let outbox = Outbox {
@@ -169,7 +177,7 @@ impl RevocationsBuilder {
         tokio::spawn(write(client, keys, outbox_rx, unsent));
         // The first load; without Redis the set starts out of sync and loads when it can.
         let _ = tokio::time::timeout(Duration::from_secs(2), first_sync).await;
-        Revocations { shared }
+        Ok(Revocations { shared })
     }
 
     /// The prefix of the Redis keys (default `tower-jwt-auth:revocations`): services that
@@ -352,11 +360,26 @@ async fn follow(
             return Ok(());
         };
         let now = unix_now();
+        let mut read_any = false;
         for entry in reply.iter().flat_map(|r| &r.keys).flat_map(|k| &k.ids) {
             if let Some(revocation) = parse(entry) {
                 shared.apply_remote(&revocation, now);
             }
             last_id.clone_from(&entry.id);
+            read_any = true;
+        }
+        // A reader that fell more than the log's length behind has missed entries that
+        // were trimmed: load everything again.
+        if read_any {
+            let oldest: StreamRangeReply = conn.xrange_count(&keys.log, "-", "+", 1).await?;
+            if let Some(oldest) = oldest.ids.first()
+                && stream_id(&oldest.id) > stream_id(&last_id)
+            {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "fell behind the trimmed revocation log; reloading",
+                )));
+            }
         }
         shared.replica.sweep_if_due(now);
         shared.sync.confirm();
@@ -416,6 +439,12 @@ async fn load(
         }
     }
     Ok(all)
+}
+
+/// A stream id, `{milliseconds}-{sequence}`, for comparing.
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// A log entry: `k` (`t` for a token, `s` for a subject), `i` (the issuer), `v` (the `jti`
@@ -489,11 +518,21 @@ async fn write(
             Err(error) => {
                 conn = None;
                 if warnings.due() {
-                    tracing::warn!(
-                        %error,
-                        pending = pending.len(),
-                        "token revocations: cannot store in Redis; held here and retried until stored"
-                    );
+                    // An unreachable Redis is an outage; anything else (a Redis older
+                    // than 6.2, a key of another type under the prefix) needs a person.
+                    if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
+                        tracing::warn!(
+                            %error,
+                            pending = pending.len(),
+                            "token revocations: cannot reach Redis; held here and retried until stored"
+                        );
+                    } else {
+                        tracing::error!(
+                            %error,
+                            pending = pending.len(),
+                            "token revocations: Redis refuses to store them; held here and retried"
+                        );
+                    }
                 }
                 backoff.wait().await;
             }
