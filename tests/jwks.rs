@@ -131,6 +131,9 @@ struct Signer {
 }
 
 fn signer(pem: &str, kid: &str) -> Signer {
+    // The test signs with jsonwebtoken directly, before any key of this crate selects a
+    // crypto provider; with both backends compiled (`--all-features`) one must be chosen.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     let key = EncodingKey::from_ed_pem(&fixture(pem)).unwrap();
     let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).unwrap();
     jwk.common.key_id = Some(kid.into());

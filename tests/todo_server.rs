@@ -105,31 +105,22 @@ impl Server {
     }
 
     async fn login(&self, username: &str, password: &str) -> Reply {
-        let form =
-            serde_urlencoded::to_string([("username", username), ("password", password)]).unwrap();
-        self.send(
-            Method::POST,
-            "/login",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            form,
-        )
-        .await
+        self.login_with(username, password, &[]).await
     }
 
     /// A login that a proxy forwarded for `client`.
     async fn login_via_proxy(&self, username: &str, password: &str, client: &str) -> Reply {
+        self.login_with(username, password, &[("x-forwarded-for", client)])
+            .await
+    }
+
+    /// The OAuth2 password form, with `extra` headers.
+    async fn login_with(&self, username: &str, password: &str, extra: &[(&str, &str)]) -> Reply {
         let form =
             serde_urlencoded::to_string([("username", username), ("password", password)]).unwrap();
-        self.send(
-            Method::POST,
-            "/login",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("x-forwarded-for", client),
-            ],
-            form,
-        )
-        .await
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        headers.extend_from_slice(extra);
+        self.send(Method::POST, "/login", &headers, form).await
     }
 
     async fn token(&self, username: &str, password: &str) -> String {
@@ -587,6 +578,15 @@ async fn public_routes_and_404() {
         server.get("/nope", None).await.status,
         StatusCode::NOT_FOUND
     );
+    // HEAD is GET without the body; a method the path lacks is 405 with `Allow`.
+    let res = server
+        .send(Method::HEAD, "/health", &[], Bytes::new())
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.body.is_empty());
+    let res = server.send(Method::PUT, "/todos", &[], Bytes::new()).await;
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers[header::ALLOW], "GET, HEAD");
 }
 
 // ---- Protected routes ----

@@ -433,6 +433,12 @@ enum Route {
 /// Every route of the server, and who may call it: the one place to read the API.
 fn route(method: &Method, path: &str) -> (Access, Route) {
     use Access::{Authenticated, Public, Writer};
+    // `HEAD` is `GET` without the body, which hyper leaves out.
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     match (method, path) {
         (&Method::POST, "/login") => (Public, Route::Login),
         (&Method::GET, "/health") => (Public, Route::Health),
@@ -449,10 +455,10 @@ fn route(method: &Method, path: &str) -> (Access, Route) {
         // token.
         (_, "/login") => (Public, Route::MethodNotAllowed("POST")),
         (_, "/health" | "/todos" | "/.well-known/jwks.json") => {
-            (Public, Route::MethodNotAllowed("GET"))
+            (Public, Route::MethodNotAllowed("GET, HEAD"))
         }
-        (_, "/me") => (Authenticated, Route::MethodNotAllowed("GET")),
-        (_, "/secure-todos") => (Authenticated, Route::MethodNotAllowed("GET, POST")),
+        (_, "/me") => (Authenticated, Route::MethodNotAllowed("GET, HEAD")),
+        (_, "/secure-todos") => (Authenticated, Route::MethodNotAllowed("GET, HEAD, POST")),
         (_, "/logout" | "/logout/all") => (Authenticated, Route::MethodNotAllowed("POST")),
         (_, p) if p.starts_with("/secure-todos/") => {
             (Authenticated, Route::MethodNotAllowed("DELETE"))

@@ -239,13 +239,14 @@ impl<C: DeserializeOwned> Validator<C> {
             return Verdict::Valid(hit.validated);
         }
         match self.validate(token, now) {
-            Ok(entry) => {
-                let validated = entry.validated.clone();
-                if let Some(cache) = &self.cache {
+            Ok(entry) => match &self.cache {
+                Some(cache) => {
+                    let validated = entry.validated.clone();
                     cache.insert(token, entry);
+                    Verdict::Valid(validated)
                 }
-                Verdict::Valid(validated)
-            }
+                None => Verdict::Valid(entry.validated),
+            },
             Err(Failure::Invalid(error)) => Verdict::Invalid(error),
             Err(Failure::KeyMissing(keys, error)) => match keys.refresh() {
                 Some(wait) => Verdict::WaitForKeys(wait, error),
