@@ -363,6 +363,10 @@ pub async fn build(config: &Config) -> Result<AppState, String> {
                 .cache(config.token_cache)
         }
     }
+    // A token older than `lifetime` would outlive a "log out everywhere" made before it:
+    // refuse those (and tokens without `iat`), whatever `exp` their issuer chose.
+    .max_age(lifetime)
+    .map_err(|e| e.to_string())?
     .revocations(revocations.clone())
     .on_rejection(rejection);
     let passwords = Passwords::new();

@@ -171,7 +171,8 @@ impl RevocationsBuilder {
     /// revocation is kept that long (plus the largest leeway), after which every token it
     /// covers has expired. Defaults to [`MAX_TTL`](crate::MAX_TTL), the longest lifetime
     /// [`TokenIssuer`](crate::TokenIssuer) issues; raise it for an identity provider that
-    /// issues longer-lived tokens.
+    /// issues longer-lived tokens, or bound the tokens the layer accepts to it with
+    /// [`JwtAuthLayer::max_age`](crate::JwtAuthLayer::max_age).
     pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.max_token_lifetime = lifetime;
         self
@@ -243,7 +244,9 @@ impl Revocations {
     ///
     /// The entry is kept for the [longest token
     /// lifetime](RevocationsBuilder::max_token_lifetime): a token of `sub` that lives longer
-    /// than that would be accepted again once it is gone. "Now" is this machine's clock and
+    /// than that would be accepted again once it is gone. To make that impossible, give the
+    /// layer the same bound with [`max_age`](crate::JwtAuthLayer::max_age): it then refuses
+    /// every token older than the entries last (and every token without `iat`). "Now" is this machine's clock and
     /// `iat` the issuer's: keep them synchronised (NTP), or use
     /// [`revoke_subject_issued_until`](Self::revoke_subject_issued_until) with a margin.
     pub fn revoke_subject(&self, iss: &str, sub: &str) {
