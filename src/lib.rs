@@ -11,6 +11,9 @@
 //!   ECDSA and EdDSA, from secrets, PEM, DER or JWK. [`KeySet`] picks keys by `kid` and rotates
 //!   without locks; `jwks::JwksSource` (feature `jwks`) fetches and caches an identity
 //!   provider's keys; [`TrustedIssuer`] lets one layer trust several issuers.
+//! - [`Revocations`] refuses tokens before they expire (logout, "log out everywhere"), in one
+//!   process or, with the `redis` feature, on every instance within milliseconds, from a local
+//!   replica the request path reads without waiting on the network.
 //! - [`TokenIssuer`] signs tokens the layer accepts, and (feature `password`)
 //!   `password::Passwords` hashes with argon2id off the async executor.
 //!
