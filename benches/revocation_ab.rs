@@ -21,7 +21,11 @@ use std::{
     time::Instant,
 };
 use tower::{Layer, Service, service_fn};
-use tower_jwt_auth::{JwtAuthLayer, Revocations, StandardClaims, VerificationKey};
+use tower_jwt_auth::{JwtAuthLayer, StandardClaims, VerificationKey};
+
+#[path = "support/revocations.rs"]
+mod support;
+use support::revocations;
 const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";
 fn call<S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>, B>(
     svc: &mut S,
@@ -53,18 +57,7 @@ fn main() {
         .issuer("todo-server")
         .unwrap()
         .audience("todo-api");
-    let r = Revocations::in_memory();
-    let exp = now + 3600;
-    for i in 0..100_000u128 {
-        r.revoke_token(
-            "todo-server",
-            &format!("{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            exp,
-        );
-    }
-    for i in 0..10_000 {
-        r.revoke_subject("todo-server", &format!("user-{i}"));
-    }
+    let r = revocations();
     for cached in [false, true] {
         let (pa, pb) = if cached {
             (

@@ -39,7 +39,11 @@ use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode, get_current_timestamp,
 };
 use tower::{Layer, Service, service_fn};
-use tower_jwt_auth::{JwtAuthLayer, Revocations, StandardClaims, VerificationKey};
+use tower_jwt_auth::{JwtAuthLayer, StandardClaims, VerificationKey};
+
+#[path = "support/revocations.rs"]
+mod support;
+use support::revocations;
 
 const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";
 
@@ -258,24 +262,6 @@ fn bench_validate(c: &mut Criterion) {
         );
         group.finish();
     }
-}
-
-/// 100k revoked `jti`s (32 hex digits, as `TokenIssuer` makes them) and 10k subjects.
-fn revocations() -> Revocations {
-    let revocations = Revocations::in_memory();
-    let exp = get_current_timestamp() + 3600;
-    for i in 0..100_000u128 {
-        revocations.revoke_token(
-            "todo-server",
-            &format!("{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            exp,
-        );
-    }
-    for i in 0..10_000 {
-        revocations.revoke_subject("todo-server", &format!("user-{i}"));
-    }
-    assert_eq!(revocations.len(), 110_000);
-    revocations
 }
 
 fn bench_revocations(c: &mut Criterion) {

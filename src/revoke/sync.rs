@@ -54,8 +54,6 @@ const LOG_LEN: usize = 100_000;
 const BLOCK: Duration = Duration::from_millis(500);
 /// The first and the longest wait between reconnection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
-/// Scores are doubles: keep them exact.
-const MAX_SCORE: u64 = 1 << 53;
 
 #[derive(Clone)]
 struct Keys {
@@ -566,7 +564,7 @@ async fn store(
             .arg(&*key.iss)
             .arg(&*key.id)
             .arg(since)
-            .arg(revocation.until().min(MAX_SCORE))
+            .arg(revocation.until())
             .arg(now)
             .arg(LOG_LEN)
             .ignore();
