@@ -53,19 +53,27 @@ fn main() {
     )
     .unwrap();
     let key = VerificationKey::hmac(Algorithm::HS256, SECRET).unwrap();
-    let plain = JwtAuthLayer::<StandardClaims>::from_keys(key)
+    let plain = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(key)
         .issuer("todo-server")
-        .unwrap()
         .audience("todo-api");
     let r = revocations();
     for cached in [false, true] {
         let (pa, pb) = if cached {
             (
-                plain.clone().cache(1000),
-                plain.clone().cache(1000).revocations(r.clone()),
+                plain.clone().cache(1000).build().unwrap(),
+                plain
+                    .clone()
+                    .cache(1000)
+                    .revocations(r.clone())
+                    .build()
+                    .unwrap(),
             )
         } else {
-            (plain.clone(), plain.clone().revocations(r.clone()))
+            (
+                plain.clone().build().unwrap(),
+                plain.clone().revocations(r.clone()).build().unwrap(),
+            )
         };
         let noop = || {
             service_fn(|_r: Request<Full<Bytes>>| async {

@@ -39,7 +39,7 @@ use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode, get_current_timestamp,
 };
 use tower::{Layer, Service, service_fn};
-use tower_jwt_auth::{JwtAuthLayer, StandardClaims, VerificationKey};
+use tower_jwt_auth::{JwtAuthLayer, JwtAuthLayerBuilder, StandardClaims, VerificationKey};
 
 #[path = "support/revocations.rs"]
 mod support;
@@ -160,10 +160,10 @@ fn noop()
     })
 }
 
-fn layer(key: &VerificationKey) -> JwtAuthLayer<StandardClaims> {
-    JwtAuthLayer::from_keys(key.clone())
+fn layer(key: &VerificationKey) -> JwtAuthLayerBuilder<StandardClaims> {
+    JwtAuthLayer::builder()
+        .key(key.clone())
         .issuer("todo-server")
-        .unwrap()
         .audience("todo-api")
 }
 
@@ -217,8 +217,9 @@ fn bench_validate(c: &mut Criterion) {
         let unauthorized = StatusCode::UNAUTHORIZED;
         bench_requests(&mut group, "no_auth", noop(), Some(&good), ok);
         let plain = layer(&keys.verification);
-        bench_requests(&mut group, "layer", plain.layer(noop()), Some(&good), ok);
-        let cached = plain.clone().cache(10_000);
+        let built = plain.clone().build().unwrap();
+        bench_requests(&mut group, "layer", built.layer(noop()), Some(&good), ok);
+        let cached = plain.clone().cache(10_000).build().unwrap();
         bench_requests(
             &mut group,
             "layer_cached",
@@ -228,7 +229,7 @@ fn bench_validate(c: &mut Criterion) {
         );
         if keys.alg == Algorithm::HS256 {
             let revoked = revocations();
-            let checked = plain.clone().revocations(revoked.clone());
+            let checked = plain.clone().revocations(revoked.clone()).build().unwrap();
             bench_requests(
                 &mut group,
                 "layer_revoked_check",
@@ -236,7 +237,12 @@ fn bench_validate(c: &mut Criterion) {
                 Some(&good),
                 ok,
             );
-            let checked = plain.clone().cache(10_000).revocations(revoked);
+            let checked = plain
+                .clone()
+                .cache(10_000)
+                .revocations(revoked)
+                .build()
+                .unwrap();
             bench_requests(
                 &mut group,
                 "layer_cached_revoked_check",
@@ -245,7 +251,7 @@ fn bench_validate(c: &mut Criterion) {
                 ok,
             );
         }
-        let svc = plain.layer(noop());
+        let svc = built.layer(noop());
         bench_requests(
             &mut group,
             "reject_bad_signature",
@@ -256,7 +262,7 @@ fn bench_validate(c: &mut Criterion) {
         bench_requests(
             &mut group,
             "reject_missing",
-            plain.layer(noop()),
+            built.layer(noop()),
             None,
             unauthorized,
         );
@@ -312,8 +318,8 @@ fn bench_contention(c: &mut Criterion) {
     }
     group.finish();
     for (name, layer) in [
-        ("hs256", plain.clone()),
-        ("hs256_cached", plain.cache(10_000)),
+        ("hs256", plain.clone().build().unwrap()),
+        ("hs256_cached", plain.cache(10_000).build().unwrap()),
     ] {
         let mut group = c.benchmark_group(format!("contention/{name}"));
         for threads in [1, 2] {

@@ -45,13 +45,14 @@ pub fn app(auth: JwtAuthLayer<AppClaims>) -> Router {
         // `route_layer` puts the scope check on these routes only (a 403 for the others'
         // tokens), and after routing, so an unknown path is still a 404.
         .route("/notes", post(add_note))
-        .route_layer(RequireScope::all(["notes:write"]).expect("`notes:write` is a valid scope"))
+        .route_layer(RequireScope::all(["notes:write"]))
         .route("/notes", get(list_notes))
         .route("/hello", get(hello))
         .with_state(Notes::default())
         // Outermost: every request is authenticated; without a token it goes on anonymous
-        // (`optional`), and the `Claims` extractor answers `401` where a route needs one.
-        .layer(auth.optional())
+        // (the layer is built `optional`), and the `Claims` extractor answers `401` where a
+        // route needs one.
+        .layer(auth)
 }
 
 /// `Claims<C>` as an extractor: the handler runs only with validated claims.
@@ -95,9 +96,11 @@ async fn hello(claims: Option<Claims<AppClaims>>) -> String {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret)?;
-    let issuer = TokenIssuer::hs256(&secret)?
+    let issuer = TokenIssuer::builder()
+        .hs256(&secret)
         .issuer("axum-demo")
-        .audience("notes");
+        .audience("notes")
+        .build()?;
     println!(
         "writer: {}\nreader: {}",
         issuer
@@ -107,6 +110,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
     println!("listening on http://127.0.0.1:3001");
-    axum::serve(listener, app(issuer.layer())).await?;
+    axum::serve(listener, app(issuer.layer().optional().build()?)).await?;
     Ok(())
 }

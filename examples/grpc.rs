@@ -32,9 +32,9 @@ pub async fn serve(
     let (_reporter, health) = tonic_health::server::health_reporter();
     Server::builder()
         // Authentication: `401`-class failures become `Code::Unauthenticated`.
-        .layer(issuer.layer::<StandardClaims>())
+        .layer(issuer.layer::<StandardClaims>().build().unwrap())
         // Authorization: a valid token without the scope becomes `Code::PermissionDenied`.
-        .layer(RequireScope::all(["health:read"]).expect("`health:read` is a valid scope"))
+        .layer(RequireScope::all(["health:read"]))
         .add_service(health)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
@@ -53,12 +53,13 @@ pub fn issuer(secret: Option<&[u8]>) -> TokenIssuer {
             &random
         }
     };
-    TokenIssuer::hs256(secret)
-        .expect("the secret is at least 32 bytes")
+    TokenIssuer::builder()
+        .hs256(secret)
         .issuer("grpc-demo")
         .audience("health")
         .ttl(Duration::from_secs(600))
-        .expect("ten minutes is a valid lifetime")
+        .build()
+        .expect("the secret is at least 32 bytes")
 }
 
 #[allow(dead_code)] // `main` is the example's; the tests call `serve` and `issuer`.

@@ -275,6 +275,14 @@ impl PartialEq for Scopes {
 
 impl Eq for Scopes {}
 
+/// Whether `s` is one RFC 6749 section 3.3 `scope-token`:
+/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`
+pub(crate) fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
 impl Scopes {
     /// From an RFC 8693 `scope` string, kept as it is (one allocation).
     pub(crate) fn from_text(scopes: &str) -> Self {

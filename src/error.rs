@@ -282,6 +282,9 @@ pub enum ConfigError {
     InvalidKey(&'static str),
     /// No key was configured.
     NoKeys,
+    /// A builder was given keys by two steps (`hs256`, `key`, `keys`, `key_source`,
+    /// `trusting`): one would silently replace the other.
+    KeysTwice,
     /// Two keys share one `kid`.
     DuplicateKeyId,
     /// A realm, scope or type is not visible ASCII, or a scope contains a space.
@@ -290,11 +293,11 @@ pub enum ConfigError {
     OutOfRange(&'static str),
     /// Keys would be fetched over a transport an attacker could tamper with.
     InsecureUrl(&'static str),
-    /// [`JwtAuthLayer::trusting`](crate::JwtAuthLayer::trusting) was given no issuer.
+    /// [`JwtAuthLayerBuilder::trusting`](crate::JwtAuthLayerBuilder::trusting) was given no issuer.
     NoIssuers,
-    /// [`JwtAuthLayer::trusting`](crate::JwtAuthLayer::trusting) was given this issuer twice.
+    /// [`JwtAuthLayerBuilder::trusting`](crate::JwtAuthLayerBuilder::trusting) was given this issuer twice.
     DuplicateIssuer(String),
-    /// [`JwtAuthLayer::issuer`](crate::JwtAuthLayer::issuer) on a layer built with
+    /// [`JwtAuthLayerBuilder::issuer`](crate::JwtAuthLayerBuilder::issuer) on a layer built with
     /// `trusting`, whose [`TrustedIssuer`](crate::TrustedIssuer)s each name their issuer.
     IssuersFixed,
     /// A [`RequireScope`](crate::RequireScope) with no scope: it would require nothing.
@@ -316,7 +319,12 @@ impl fmt::Display for ConfigError {
                 "the HMAC secret is {len} bytes long; this algorithm needs at least {min_len}"
             ),
             Self::InvalidKey(reason) => write!(f, "invalid key: {reason}"),
-            Self::NoKeys => f.write_str("no verification key was configured"),
+            Self::NoKeys => f.write_str(
+                "no verification key was configured: set one with `hs256`, `key`, `keys`, `key_source` or `trusting`",
+            ),
+            Self::KeysTwice => f.write_str(
+                "keys were configured twice: give every key in one `keys([...])` step, or several issuers in one `trusting([...])`",
+            ),
             Self::DuplicateKeyId => f.write_str("two keys share one `kid`"),
             Self::InvalidValue(what) => write!(f, "invalid configuration value: {what}"),
             Self::OutOfRange(what) => write!(f, "configuration value out of range: {what}"),

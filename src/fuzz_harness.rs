@@ -31,6 +31,7 @@ const ED_PUBLIC: &[u8] = include_bytes!("../tests/fixtures/ed25519.pub.pem");
 struct Keys {
     set: Vec<(VerificationKey, DecodingKey)>,
     mixed: JwtAuthLayer<StandardClaims>,
+    mixed_cookie: JwtAuthLayer<StandardClaims>,
     two_issuers: JwtAuthLayer<StandardClaims>,
 }
 
@@ -64,18 +65,30 @@ fn keys() -> &'static Keys {
             ),
         ];
         let key_set = KeySet::new(set.iter().map(|(k, _)| k.clone())).unwrap();
-        let mixed = JwtAuthLayer::from_keys(key_set.clone()).any_audience();
-        let two_issuers = JwtAuthLayer::trusting([
-            TrustedIssuer::new("one", key_set).any_audience(),
-            TrustedIssuer::new("two", set[0].0.clone())
-                .audience("api")
-                .typ("at+jwt")
-                .unwrap(),
-        ])
-        .unwrap();
+        let mixed = JwtAuthLayer::builder()
+            .key_source(key_set.clone())
+            .any_audience()
+            .build()
+            .unwrap();
+        let mixed_cookie = JwtAuthLayer::builder()
+            .key_source(key_set.clone())
+            .any_audience()
+            .token_from_cookie("jwt")
+            .build()
+            .unwrap();
+        let two_issuers = JwtAuthLayer::builder()
+            .trusting([
+                TrustedIssuer::new("one", key_set).any_audience(),
+                TrustedIssuer::new("two", set[0].0.clone())
+                    .audience("api")
+                    .typ("at+jwt"),
+            ])
+            .build()
+            .unwrap();
         Keys {
             set,
             mixed,
+            mixed_cookie,
             two_issuers,
         }
     })
@@ -179,12 +192,11 @@ pub fn authorization(data: &[u8]) {
         .body(())
         .unwrap();
     status(&keys.mixed, req);
-    let cookie = keys.mixed.clone().token_from_cookie("jwt");
     let req = Request::builder()
         .header(header::COOKIE, value)
         .body(())
         .unwrap();
-    status(&cookie, req);
+    status(&keys.mixed_cookie, req);
 }
 
 /// Arbitrary bytes as a JWKS document: no panic, and the keys it yields form a valid key set

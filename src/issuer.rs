@@ -8,9 +8,12 @@ use jsonwebtoken::{
 };
 use serde::Serialize;
 
-use crate::{ConfigError, JwtAuthLayer, TrustedIssuer, VerificationKey, keys::check_hmac_secret};
+use crate::{
+    ConfigError, JwtAuthLayer, JwtAuthLayerBuilder, TrustedIssuer, VerificationKey,
+    keys::check_hmac_secret,
+};
 
-/// The longest lifetime [`TokenIssuer::ttl`] accepts.
+/// The longest lifetime [`TokenIssuerBuilder::ttl`] accepts.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The `typ` of issued tokens: JWT access tokens (RFC 9068).
@@ -31,15 +34,17 @@ pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// use std::time::Duration;
 /// use tower_jwt_auth::{StandardClaims, TokenIssuer};
 ///
-/// let issuer = TokenIssuer::hs256(&[7; 32])
-///     .unwrap()
+/// let issuer = TokenIssuer::builder()
+///     .hs256([7; 32])
 ///     .issuer("todo-server")
 ///     .audience("todo-api")
 ///     .ttl(Duration::from_secs(1800))
+///     .build()
 ///     .unwrap();
 /// let token = issuer.issue("alice", "todos:read").unwrap();
 /// assert_eq!(token.expires_in, 1800);
-/// let layer = issuer.layer::<StandardClaims>(); // checks exactly what `issue` produces
+/// // Checks exactly what `issue` produces; more settings can follow before `build`.
+/// let layer = issuer.layer::<StandardClaims>().cache(10_000).build().unwrap();
 /// ```
 #[derive(Clone)]
 pub struct TokenIssuer {
@@ -108,25 +113,29 @@ struct AccessClaims<'a> {
     scope: &'a str,
 }
 
-impl TokenIssuer {
-    /// Signs with `HS256`; the secret must be at least 32 bytes long.
-    pub fn hs256(secret: &[u8]) -> Result<Self, ConfigError> {
-        Self::hmac(Algorithm::HS256, secret)
-    }
+/// What signs: the private key, its algorithm, and the public half for validating.
+struct Signer {
+    key: EncodingKey,
+    algorithm: Algorithm,
+    verification: VerificationKey,
+    public_jwk: Option<Jwk>,
+}
 
-    /// Signs with an HMAC algorithm; the secret must be at least as long as its hash.
-    pub fn hmac(algorithm: Algorithm, secret: &[u8]) -> Result<Self, ConfigError> {
+impl Signer {
+    fn hmac(algorithm: Algorithm, secret: &[u8]) -> Result<Self, ConfigError> {
         check_hmac_secret(algorithm, secret)?;
         let key = EncodingKey::from_secret(secret)
             .map_err(|_| ConfigError::InvalidKey("empty secret"))?;
         let verification = VerificationKey::hmac(algorithm, secret)?;
-        Ok(Self::new(key, algorithm, verification, None))
+        Ok(Self {
+            key,
+            algorithm,
+            verification,
+            public_jwk: None,
+        })
     }
 
-    /// Signs with a PEM private key (PKCS#8, or PKCS#1 for RSA) of an RSA, ECDSA or EdDSA
-    /// algorithm. The public half is derived for the validating layer and for
-    /// [`public_jwk`](Self::public_jwk).
-    pub fn from_pem(algorithm: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
+    fn pem(algorithm: Algorithm, pem: &[u8]) -> Result<Self, ConfigError> {
         crate::crypto::ensure_provider();
         let key = match algorithm.family() {
             AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(pem),
@@ -134,7 +143,7 @@ impl TokenIssuer {
             AlgorithmFamily::Ed => EncodingKey::from_ed_pem(pem),
             AlgorithmFamily::Hmac => {
                 return Err(ConfigError::InvalidKey(
-                    "an HMAC algorithm takes a secret, not a PEM key",
+                    "an HMAC algorithm takes a secret (`hs256`, `hmac`), not a PEM key",
                 ));
             }
         }
@@ -151,25 +160,50 @@ impl TokenIssuer {
             .map_err(|_| ConfigError::InvalidKey("the public key cannot be thumbprinted"))?;
         jwk.common.key_id = Some(kid);
         let verification = VerificationKey::from_jwk(&jwk)?;
-        Ok(Self::new(key, algorithm, verification, Some(jwk)))
-    }
-
-    fn new(
-        key: EncodingKey,
-        algorithm: Algorithm,
-        verification: VerificationKey,
-        public_jwk: Option<Jwk>,
-    ) -> Self {
-        crate::crypto::ensure_provider();
-        Self {
+        Ok(Self {
             key,
             algorithm,
             verification,
-            public_jwk,
-            issuer: String::new(),
-            audience: String::new(),
-            ttl: Duration::from_secs(1800),
-        }
+            public_jwk: Some(jwk),
+        })
+    }
+}
+
+/// Configures a [`TokenIssuer`]; made by [`TokenIssuer::builder`]. Every setting is
+/// infallible; [`build`](Self::build) reports the first mistake.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct TokenIssuerBuilder {
+    signer: Option<Result<Signer, ConfigError>>,
+    keys_twice: bool,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+impl TokenIssuerBuilder {
+    fn signer(mut self, signer: Result<Signer, ConfigError>) -> Self {
+        self.keys_twice |= self.signer.is_some();
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Signs with `HS256`; the secret must be at least 32 bytes long.
+    pub fn hs256(self, secret: impl AsRef<[u8]>) -> Self {
+        self.hmac(Algorithm::HS256, secret)
+    }
+
+    /// Signs with an HMAC algorithm; the secret must be at least as long as its hash.
+    pub fn hmac(self, algorithm: Algorithm, secret: impl AsRef<[u8]>) -> Self {
+        let signer = Signer::hmac(algorithm, secret.as_ref());
+        self.signer(signer)
+    }
+
+    /// Signs with a PEM private key (PKCS#8, or PKCS#1 for RSA) of an RSA, ECDSA or EdDSA
+    /// algorithm. The public half is derived for the validating layer and for
+    /// [`TokenIssuer::public_jwk`], with its RFC 7638 thumbprint as `kid`.
+    pub fn pem(self, algorithm: Algorithm, pem: impl AsRef<[u8]>) -> Self {
+        let signer = Signer::pem(algorithm, pem.as_ref());
+        self.signer(signer)
     }
 
     /// The `iss` of issued tokens.
@@ -186,14 +220,57 @@ impl TokenIssuer {
 
     /// How long issued tokens live (default 30 minutes): at least a second, at most
     /// [`MAX_TTL`] (an access token that outlives a day is a credential, not a session).
-    pub fn ttl(mut self, ttl: Duration) -> Result<Self, ConfigError> {
-        if ttl < Duration::from_secs(1) || ttl > MAX_TTL {
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The issuer, or the first mistake: no key ([`ConfigError::NoKeys`]), keys set twice
+    /// ([`ConfigError::KeysTwice`]), a weak secret or unusable PEM, or a lifetime outside 1
+    /// second to [`MAX_TTL`] ([`ConfigError::OutOfRange`]).
+    pub fn build(self) -> Result<TokenIssuer, ConfigError> {
+        if self.keys_twice {
+            return Err(ConfigError::KeysTwice);
+        }
+        let signer = self.signer.ok_or(ConfigError::NoKeys)??;
+        if self.ttl < Duration::from_secs(1) || self.ttl > MAX_TTL {
             return Err(ConfigError::OutOfRange(
-                "the token lifetime must be between 1 second and 24 hours",
+                "TokenIssuerBuilder::ttl must be between 1 second and 24 hours (MAX_TTL)",
             ));
         }
-        self.ttl = ttl;
-        Ok(self)
+        crate::crypto::ensure_provider();
+        Ok(TokenIssuer {
+            key: signer.key,
+            algorithm: signer.algorithm,
+            verification: signer.verification,
+            public_jwk: signer.public_jwk,
+            issuer: self.issuer,
+            audience: self.audience,
+            ttl: self.ttl,
+        })
+    }
+}
+
+impl fmt::Debug for TokenIssuerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenIssuerBuilder")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenIssuer {
+    /// Starts configuring an issuer: a key, then `iss`, `aud` and the lifetime.
+    pub fn builder() -> TokenIssuerBuilder {
+        TokenIssuerBuilder {
+            signer: None,
+            keys_twice: false,
+            issuer: String::new(),
+            audience: String::new(),
+            ttl: Duration::from_secs(1800),
+        }
     }
 
     /// The public key as a JWK with its RFC 7638 thumbprint as `kid`, for publishing in a JWKS;
@@ -240,31 +317,27 @@ impl TokenIssuer {
     }
 
     /// This issuer as one of several a layer trusts
-    /// ([`JwtAuthLayer::trusting`](crate::JwtAuthLayer::trusting)), with the same checks as
+    /// ([`JwtAuthLayerBuilder::trusting`](crate::JwtAuthLayerBuilder::trusting)), with the same checks as
     /// [`layer`](Self::layer): key, `iss`, `aud` and `typ` = `at+jwt`.
     pub fn trusted(&self) -> TrustedIssuer {
         let mut trusted = TrustedIssuer::new(self.issuer.clone(), self.verification.clone())
-            .typ(ACCESS_TOKEN_TYPE)
-            .expect("`at+jwt` is a valid typ");
+            .typ(ACCESS_TOKEN_TYPE);
         if !self.audience.is_empty() {
             trusted = trusted.audience(self.audience.clone());
         }
         trusted
     }
 
-    /// A layer that accepts exactly this issuer's tokens: same key and algorithm, `iss`, `aud`,
-    /// `typ` = `at+jwt`, and a required `sub`.
-    pub fn layer<C>(&self) -> JwtAuthLayer<C> {
-        // Neither step can fail: `at+jwt` is a valid typ, and a layer built with `new`
-        // takes issuers.
-        let mut layer = JwtAuthLayer::new(self.verification.clone())
+    /// A layer builder that accepts exactly this issuer's tokens: same key and algorithm,
+    /// `iss`, `aud`, `typ` = `at+jwt`, and a required `sub`. Add settings (a cache,
+    /// revocations, a realm) before [`build`](crate::JwtAuthLayerBuilder::build).
+    pub fn layer<C>(&self) -> JwtAuthLayerBuilder<C> {
+        let mut layer = JwtAuthLayer::builder()
+            .key(self.verification.clone())
             .typ(ACCESS_TOKEN_TYPE)
-            .expect("`at+jwt` is a valid typ")
             .require_claim("sub");
         if !self.issuer.is_empty() {
-            layer = layer
-                .issuer(self.issuer.clone())
-                .expect("a layer built with `new` takes issuers");
+            layer = layer.issuer(self.issuer.clone());
         }
         if !self.audience.is_empty() {
             layer = layer.audience(self.audience.clone());

@@ -15,7 +15,8 @@
 //!   process or, with the `redis` feature, on every instance within milliseconds, from a local
 //!   replica the request path reads without waiting on the network.
 //! - [`TokenIssuer`] signs tokens the layer accepts, and (feature `password`)
-//!   `password::Passwords` hashes with argon2id off the async executor.
+//!   `password::Passwords` hashes with argon2id off the async executor and
+//!   `throttle::LoginThrottle` bounds password guessing.
 //!
 //! ```
 //! use std::{convert::Infallible, time::Duration};
@@ -30,13 +31,15 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let secret = b"an example secret of at least 32 bytes";
-//! let auth = JwtAuthLayer::<StandardClaims>::hs256(secret)? // a weak secret is an error
-//!     .issuer("todo-server")?
+//! let auth = JwtAuthLayer::<StandardClaims>::builder()
+//!     .hs256(secret) // a weak secret is an error, reported by `build`
+//!     .issuer("todo-server")
 //!     .audience("todo-api")
-//!     .leeway(Duration::from_secs(30))?;
+//!     .leeway(Duration::from_secs(30))
+//!     .build()?;
 //! let app = ServiceBuilder::new()
 //!     .layer(auth)
-//!     .layer(RequireScope::all(["todos:read"])?)
+//!     .layer(RequireScope::all(["todos:read"]))
 //!     .service(service_fn(|req: Request<Full<Bytes>>| async move {
 //!         let claims = req.extensions().get::<Claims<StandardClaims>>().unwrap();
 //!         let body = Bytes::from(claims.sub.clone().unwrap_or_default());
@@ -61,10 +64,10 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `password` | no | [`password::Passwords`]: argon2id hashing on tokio's blocking pool |
+//! | `password` | no | [`password::Passwords`]: argon2id hashing on tokio's blocking pool; [`throttle::LoginThrottle`]: the OWASP login throttle |
 //! | `jwks` | no | [`jwks::JwksSource`]: cached, self-refreshing JWKS and OIDC discovery over HTTP (hyper-util client) |
 //! | `jwks-rustls` | no | `jwks` over HTTPS through rustls with the webpki roots |
-//! | `redis` | no | [`RevocationsBuilder::redis`]: revocations shared by every instance through Redis |
+//! | `redis` | no | [`RevocationsBuilder::redis`]: revocations shared by every instance through Redis; with `password`, a login throttle shared likewise |
 //! | `axum` | no | [`Claims<C>`] as an axum extractor, [`AuthError`] as an axum response |
 //! | `aws-lc-rs` | no | verify with `aws-lc-rs` instead of the pure-Rust RustCrypto crates: about 3x faster RSA and 4x faster ECDSA, slower HMAC, and it needs a C compiler |
 
@@ -89,6 +92,9 @@ mod keys;
 pub mod password;
 mod rejection;
 mod revoke;
+#[cfg(feature = "password")]
+#[cfg_attr(docsrs, doc(cfg(feature = "password")))]
+pub mod throttle;
 mod token;
 mod trust;
 mod validate;
@@ -103,7 +109,7 @@ pub mod fuzz_harness;
 // One public path per type: the root, except the futures (`auth::future`,
 // `authorize::future`), the response body (`body`) and the feature-gated `jwks` and
 // `password` namespaces.
-pub use auth::{layer::JwtAuthLayer, service::JwtAuth};
+pub use auth::{builder::JwtAuthLayerBuilder, layer::JwtAuthLayer, service::JwtAuth};
 pub use authorize::{
     layer::{AuthorizeLayer, require},
     requirement::{RequireClaims, RequireScope, Requirement},
@@ -111,7 +117,9 @@ pub use authorize::{
 };
 pub use claims::{Audience, Claims, Scopes, StandardClaims};
 pub use error::{AuthError, ConfigError};
-pub use issuer::{ACCESS_TOKEN_TYPE, IssueError, IssuedToken, MAX_TTL, TokenIssuer};
+pub use issuer::{
+    ACCESS_TOKEN_TYPE, IssueError, IssuedToken, MAX_TTL, TokenIssuer, TokenIssuerBuilder,
+};
 // `jsonwebtoken` stays public on purpose: keys come in as its `DecodingKey`/`Jwk` types and
 // its `Algorithm` names them, so users need the very version this crate links. It makes
 // jsonwebtoken's major version part of this crate's API: a jsonwebtoken major release is a

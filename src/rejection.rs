@@ -31,15 +31,17 @@ pub const DEFAULT_REALM: &str = "api";
 /// use http::{Response, header};
 /// use tower_jwt_auth::{AuthError, JwtAuthLayer, StandardClaims};
 ///
-/// let layer = JwtAuthLayer::<StandardClaims>::hs256(&[7; 32])
-///     .unwrap()
+/// let layer = JwtAuthLayer::<StandardClaims>::builder()
+///     .hs256([7; 32])
 ///     .on_rejection(|error: &AuthError, realm: &str| {
 ///         Response::builder()
 ///             .status(error.status())
 ///             .header(header::WWW_AUTHENTICATE, error.challenge(realm))
 ///             .body(Bytes::from(format!("denied: {error}")))
 ///             .unwrap()
-///     });
+///     })
+///     .build()
+///     .unwrap();
 /// ```
 pub trait OnRejection: Send + Sync + 'static {
     /// The response for `error`.
@@ -83,8 +85,8 @@ impl Rejecter {
         Ok(())
     }
 
-    pub(crate) fn set_handler(&mut self, handler: impl OnRejection) {
-        self.handler = Some(Arc::new(handler));
+    pub(crate) fn set_handler(&mut self, handler: Arc<dyn OnRejection>) {
+        self.handler = Some(handler);
     }
 
     /// Logs the rejection (never the token) and builds its response for the request with

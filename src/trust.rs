@@ -11,7 +11,9 @@ use crate::KeySource;
 /// Trusting several issuers with one layer.
 ///
 /// Each [`TrustedIssuer`] names an issuer (`iss`, matched exactly), its keys, its audiences
-/// and optionally its algorithms. [`JwtAuthLayer::trusting`](crate::JwtAuthLayer::trusting)
+/// and optionally its algorithms and `typ`. Its settings are infallible: their mistakes (an
+/// empty algorithm list, an invalid `typ`) are reported by the
+/// [`JwtAuthLayerBuilder::build`](crate::JwtAuthLayerBuilder::build) that trusts it. [`JwtAuthLayerBuilder::trusting`](crate::JwtAuthLayerBuilder::trusting)
 /// reads the token's `iss` first and checks the token only against that issuer's
 /// configuration: a token from one issuer is never verified with another issuer's keys.
 ///
@@ -20,11 +22,13 @@ use crate::KeySource;
 ///
 /// let ours = VerificationKey::hmac(Algorithm::HS256, &[7; 32]).unwrap();
 /// let partner = VerificationKey::hmac(Algorithm::HS512, &[9; 64]).unwrap();
-/// let layer = JwtAuthLayer::<StandardClaims>::trusting([
-///     TrustedIssuer::new("todo-server", ours).audience("todo-api"),
-///     TrustedIssuer::new("https://partner.example", partner).audience("todo-api"),
-/// ])
-/// .unwrap();
+/// let layer = JwtAuthLayer::<StandardClaims>::builder()
+///     .trusting([
+///         TrustedIssuer::new("todo-server", ours).audience("todo-api").typ("at+jwt"),
+///         TrustedIssuer::new("https://partner.example", partner).audience("todo-api"),
+///     ])
+///     .build()
+///     .unwrap();
 /// ```
 #[derive(Clone, Debug)]
 pub struct TrustedIssuer {
@@ -68,25 +72,18 @@ impl TrustedIssuer {
     /// tokens `JWT`, and then the audience is what keeps their ID tokens out.
     ///
     /// An empty `typ`, or one with spaces or non-ASCII characters, is
-    /// [`ConfigError::InvalidType`](crate::ConfigError::InvalidType).
-    pub fn typ(mut self, typ: impl Into<String>) -> Result<Self, crate::ConfigError> {
-        let typ = typ.into();
-        self.typ = Some(crate::validate::valid_typ(&typ)?.to_owned());
-        Ok(self)
+    /// [`ConfigError::InvalidType`](crate::ConfigError::InvalidType) when the layer is built.
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
+        self
     }
 
     /// Restricts the algorithms (default: each key's own; for JWKS, the asymmetric ones).
     ///
-    /// An empty list is [`ConfigError::NoAlgorithms`](crate::ConfigError::NoAlgorithms).
-    pub fn algorithms(
-        mut self,
-        algorithms: impl IntoIterator<Item = Algorithm>,
-    ) -> Result<Self, crate::ConfigError> {
-        let algorithms: Vec<_> = algorithms.into_iter().collect();
-        if algorithms.is_empty() {
-            return Err(crate::ConfigError::NoAlgorithms);
-        }
-        self.algorithms = Some(algorithms);
-        Ok(self)
+    /// An empty list is [`ConfigError::NoAlgorithms`](crate::ConfigError::NoAlgorithms) when
+    /// the layer is built.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
     }
 }

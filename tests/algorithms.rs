@@ -93,10 +93,12 @@ fn relabel(token: &str, alg: &str) -> String {
 #[tokio::test]
 async fn every_algorithm_accepts_good_and_rejects_forged_tokens() {
     for case in cases() {
-        let layer = JwtAuthLayer::<StandardClaims>::new(case.verifier.clone())
+        let layer = JwtAuthLayer::<StandardClaims>::builder()
+            .key(case.verifier.clone())
             .issuer(ISSUER)
-            .unwrap()
-            .audience(AUDIENCE);
+            .audience(AUDIENCE)
+            .build()
+            .unwrap();
         let name = format!("{:?}", case.alg);
         let token = mint_with(&Header::new(case.alg), &good_claims(), &case.signer);
         assert_eq!(
@@ -159,7 +161,11 @@ async fn keys_from_jwk_verify_like_keys_from_pem() {
         jwk.common.key_id = Some("k1".into());
         let key = VerificationKey::from_jwk(&jwk).unwrap();
         assert_eq!((key.algorithm(), key.kid()), (alg, Some("k1")));
-        let layer = JwtAuthLayer::<StandardClaims>::new(key).audience(AUDIENCE);
+        let layer = JwtAuthLayer::<StandardClaims>::builder()
+            .key(key)
+            .audience(AUDIENCE)
+            .build()
+            .unwrap();
         let mut header = Header::new(alg);
         header.kid = Some("k1".into());
         let token = mint_with(&header, &good_claims(), &signer);
@@ -180,7 +186,11 @@ async fn key_set_picks_by_kid_and_rejects_unknown_kid() {
             .with_kid("ed-1"),
     ])
     .unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys.clone()).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(keys.clone())
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     let with_kid = |alg, kid: &str, key: &EncodingKey| {
         let mut header = Header::new(alg);
         header.kid = Some(kid.into());

@@ -13,14 +13,19 @@ use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use tower::{Layer, ServiceExt};
-use tower_jwt_auth::{AuthError, ConfigError, JwtAuthLayer, StandardClaims, VerificationKey};
+use tower_jwt_auth::{
+    AuthError, ConfigError, JwtAuthLayer, JwtAuthLayerBuilder, StandardClaims, VerificationKey,
+};
+
+fn configured() -> JwtAuthLayerBuilder<StandardClaims> {
+    JwtAuthLayer::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+}
 
 fn layer() -> JwtAuthLayer<StandardClaims> {
-    JwtAuthLayer::hs256(SECRET)
-        .unwrap()
-        .issuer(ISSUER)
-        .unwrap()
-        .audience(AUDIENCE)
+    configured().build().unwrap()
 }
 
 async fn send(
@@ -164,7 +169,7 @@ async fn scheme_is_case_insensitive() {
 #[tokio::test]
 async fn oversized_token_is_refused_before_decoding() {
     // Not even a JWT: a decoder would say "malformed"; the size check answers first.
-    let layer = layer().max_token_len(64);
+    let layer = configured().max_token_len(64).build().unwrap();
     assert_invalid_token(&layer, &"a".repeat(65), "the token is too large").await;
 }
 
@@ -189,14 +194,17 @@ async fn leeway_accepts_a_token_just_expired() {
     });
     let rec = Recorder::default();
     let res = send(
-        &layer().leeway(Duration::from_secs(30)).unwrap(),
+        &configured()
+            .leeway(Duration::from_secs(30))
+            .build()
+            .unwrap(),
         &rec,
         get(Some(&mint(&claims))),
     )
     .await;
     assert_eq!(res.status, StatusCode::OK);
     let res = send(
-        &layer().leeway(Duration::ZERO).unwrap(),
+        &configured().leeway(Duration::ZERO).build().unwrap(),
         &rec,
         get(Some(&mint(&claims))),
     )
@@ -288,7 +296,7 @@ async fn audience_list_containing_ours_is_accepted() {
 async fn without_a_configured_audience_a_token_naming_one_is_refused() {
     let for_billing =
         json!({"sub": "alice", "iss": "anyone", "aud": "billing-api", "exp": now() + 60});
-    let layer = JwtAuthLayer::hs256(SECRET).unwrap();
+    let layer = JwtAuthLayer::builder().hs256(SECRET).build().unwrap();
     assert_invalid_token(
         &layer,
         &mint(&for_billing),
@@ -304,7 +312,11 @@ async fn without_a_configured_audience_a_token_naming_one_is_refused() {
         let res = send(&layer, &rec, get(Some(&mint(&claims)))).await;
         assert_eq!(res.status, StatusCode::OK, "{claims}");
     }
-    let any = JwtAuthLayer::hs256(SECRET).unwrap().any_audience();
+    let any = JwtAuthLayer::builder()
+        .hs256(SECRET)
+        .any_audience()
+        .build()
+        .unwrap();
     let res = send(&any, &rec, get(Some(&mint(&for_billing)))).await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(rec.calls(), 3);
@@ -412,16 +424,22 @@ async fn keys_embedded_in_the_header_are_never_trusted() {
         &EncodingKey::from_rsa_pem(&attacker).unwrap(),
     );
     let ours = VerificationKey::from_pem(Algorithm::RS256, &fixture("rsa.pub.pem")).unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::new(ours)
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key(ours)
         .issuer(ISSUER)
-        .unwrap()
-        .audience(AUDIENCE);
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     assert_invalid_token(&layer, &token, "the token's signature is invalid").await;
 }
 
 #[tokio::test]
 async fn required_claims_are_enforced() {
-    let layer = layer().require_claim("jti").require_claim("sub");
+    let layer = configured()
+        .require_claim("jti")
+        .require_claim("sub")
+        .build()
+        .unwrap();
     assert_invalid_token(
         &layer,
         &mint(&good_claims()),
@@ -450,7 +468,7 @@ async fn required_claims_are_enforced() {
 
 #[tokio::test]
 async fn typ_is_checked_when_configured() {
-    let layer = layer().typ("at+jwt").unwrap();
+    let layer = configured().typ("at+jwt").build().unwrap();
     let key = EncodingKey::from_secret(SECRET).unwrap();
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some("application/at+jwt".into());
@@ -479,9 +497,11 @@ async fn claims_of_the_wrong_shape_are_rejected() {
         sub: String,
         tenant: String,
     }
-    let layer = JwtAuthLayer::<Strict>::hs256(SECRET)
-        .unwrap()
-        .audience(AUDIENCE);
+    let layer = JwtAuthLayer::<Strict>::builder()
+        .hs256(SECRET)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     let rec = Recorder::default();
     let res = read(
         layer
@@ -531,7 +551,10 @@ async fn registered_claims_of_the_wrong_type_are_malformed() {
         let token = mint(&claims_with(|c| {
             c.insert(name.into(), value.clone());
         }));
-        let loose = JwtAuthLayer::<serde_json::Value>::hs256(SECRET).unwrap();
+        let loose = JwtAuthLayer::<serde_json::Value>::builder()
+            .hs256(SECRET)
+            .build()
+            .unwrap();
         let rec = Recorder::default();
         let res = read(
             loose
@@ -587,14 +610,19 @@ async fn a_header_naming_alg_twice_is_malformed() {
 fn trusting_no_issuer_or_one_twice_is_a_typed_error() {
     use tower_jwt_auth::{Algorithm as Alg, TrustedIssuer};
     let key = || VerificationKey::hmac(Alg::HS256, SECRET).unwrap();
-    let err = JwtAuthLayer::<StandardClaims>::trusting([]).unwrap_err();
+    let err = JwtAuthLayer::<StandardClaims>::builder()
+        .trusting([])
+        .build()
+        .unwrap_err();
     assert_eq!(err, ConfigError::NoIssuers);
     assert_eq!(err.to_string(), "no trusted issuer was configured");
-    let err = JwtAuthLayer::<StandardClaims>::trusting([
-        TrustedIssuer::new("a", key()),
-        TrustedIssuer::new("a", key()),
-    ])
-    .unwrap_err();
+    let err = JwtAuthLayer::<StandardClaims>::builder()
+        .trusting([
+            TrustedIssuer::new("a", key()),
+            TrustedIssuer::new("a", key()),
+        ])
+        .build()
+        .unwrap_err();
     assert_eq!(err, ConfigError::DuplicateIssuer("a".into()));
 }
 
@@ -604,8 +632,11 @@ fn trusting_no_issuer_or_one_twice_is_a_typed_error() {
 fn every_configuration_mistake_is_a_typed_error() {
     use tower_jwt_auth::{Algorithm as Alg, RequireScope, TrustedIssuer};
     let key = || VerificationKey::hmac(Alg::HS256, SECRET).unwrap();
-    let trusting = JwtAuthLayer::<StandardClaims>::trusting([TrustedIssuer::new("a", key())]);
-    let err = trusting.unwrap().issuer("b").unwrap_err();
+    let err = JwtAuthLayer::<StandardClaims>::builder()
+        .trusting([TrustedIssuer::new("a", key())])
+        .issuer("b")
+        .build()
+        .unwrap_err();
     assert_eq!(err, ConfigError::IssuersFixed);
     assert!(
         err.to_string()
@@ -614,33 +645,49 @@ fn every_configuration_mistake_is_a_typed_error() {
     );
 
     for bad in ["", "at jwt", "application/", "t\u{fc}p"] {
-        let err = layer().typ(bad).unwrap_err();
+        let err = configured().typ(bad).build().unwrap_err();
         assert_eq!(err, ConfigError::InvalidType(bad.into()));
         assert!(err.to_string().contains("is not a valid `typ`"), "{err}");
-        let err = TrustedIssuer::new("a", key()).typ(bad).unwrap_err();
+        // A trusted issuer's mistake is reported by the layer that trusts it.
+        let err = JwtAuthLayer::<StandardClaims>::builder()
+            .trusting([TrustedIssuer::new("a", key()).typ(bad)])
+            .build()
+            .unwrap_err();
         assert_eq!(err, ConfigError::InvalidType(bad.into()));
     }
-    assert!(layer().typ("application/at+jwt").is_ok());
+    assert!(configured().typ("application/at+jwt").build().is_ok());
 
-    let err = layer().algorithms(&[]).unwrap_err();
+    let err = configured().algorithms([]).build().unwrap_err();
     assert_eq!(err, ConfigError::NoAlgorithms);
     assert_eq!(
         err.to_string(),
         "the algorithm list is empty: no token could pass"
     );
-    let err = TrustedIssuer::new("a", key()).algorithms([]).unwrap_err();
+    let err = JwtAuthLayer::<StandardClaims>::builder()
+        .trusting([TrustedIssuer::new("a", key()).algorithms([])])
+        .build()
+        .unwrap_err();
     assert_eq!(err, ConfigError::NoAlgorithms);
 
+    // Keys given by two steps: one would silently replace the other.
+    let err = configured().key(key()).build().unwrap_err();
+    assert_eq!(err, ConfigError::KeysTwice);
+    assert!(err.to_string().contains("keys([...])"), "{err}");
+    let err = JwtAuthLayer::<StandardClaims>::builder()
+        .build()
+        .unwrap_err();
+    assert_eq!(err, ConfigError::NoKeys);
+
     assert_eq!(
-        RequireScope::all([""; 0]).unwrap_err(),
+        RequireScope::try_all([""; 0]).unwrap_err(),
         ConfigError::NoScopes
     );
     assert_eq!(
-        RequireScope::any(["read", "wr ite"]).unwrap_err(),
+        RequireScope::try_any(["read", "wr ite"]).unwrap_err(),
         ConfigError::InvalidScope("wr ite".into())
     );
     assert!(matches!(
-        layer().realm(""),
+        configured().realm("").build(),
         Err(ConfigError::InvalidValue(_))
     ));
 }
@@ -651,29 +698,32 @@ fn every_configuration_mistake_is_a_typed_error() {
 fn leeway_ttl_and_max_age_are_bounded_at_build_time() {
     let err = |r: Result<JwtAuthLayer<StandardClaims>, ConfigError>| r.err();
     assert!(matches!(
-        err(layer().leeway(Duration::MAX)),
+        err(configured().leeway(Duration::MAX).build()),
         Some(ConfigError::OutOfRange(_))
     ));
-    assert!(err(layer().leeway(tower_jwt_auth::MAX_LEEWAY)).is_none());
+    assert!(err(configured().leeway(tower_jwt_auth::MAX_LEEWAY).build()).is_none());
     assert!(matches!(
-        err(layer().max_age(Duration::ZERO)),
+        err(configured().max_age(Duration::ZERO).build()),
         Some(ConfigError::OutOfRange(_))
     ));
-    let issuer = || tower_jwt_auth::TokenIssuer::hs256(SECRET).unwrap();
+    let issuer = || tower_jwt_auth::TokenIssuer::builder().hs256(SECRET);
     for ttl in [Duration::ZERO, Duration::from_secs(u64::MAX), Duration::MAX] {
-        assert!(matches!(issuer().ttl(ttl), Err(ConfigError::OutOfRange(_))));
+        assert!(matches!(
+            issuer().ttl(ttl).build(),
+            Err(ConfigError::OutOfRange(_))
+        ));
     }
-    assert!(issuer().ttl(tower_jwt_auth::MAX_TTL).is_ok());
+    assert!(issuer().ttl(tower_jwt_auth::MAX_TTL).build().is_ok());
 }
 
 /// The optional maximum age: `iat` required, not in the future beyond the leeway, not older
 /// than the bound.
 #[tokio::test]
 async fn max_age_refuses_old_future_and_undated_tokens() {
-    let strict = layer()
+    let strict = configured()
         .leeway(Duration::ZERO)
-        .unwrap()
         .max_age(Duration::from_secs(60))
+        .build()
         .unwrap();
     let at = |iat: Option<u64>| {
         mint(&claims_with(|c| match iat {
@@ -712,18 +762,19 @@ async fn max_age_refuses_old_future_and_undated_tokens() {
 async fn each_trusted_issuer_checks_its_own_typ() {
     use tower_jwt_auth::{Algorithm as Alg, TrustedIssuer};
     let other_secret = [9u8; 32];
-    let layer = JwtAuthLayer::<StandardClaims>::trusting([
-        TrustedIssuer::new(ISSUER, VerificationKey::hmac(Alg::HS256, SECRET).unwrap())
-            .audience(AUDIENCE)
-            .typ("at+jwt")
-            .unwrap(),
-        TrustedIssuer::new(
-            "partner",
-            VerificationKey::hmac(Alg::HS256, &other_secret).unwrap(),
-        )
-        .audience(AUDIENCE),
-    ])
-    .unwrap();
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .trusting([
+            TrustedIssuer::new(ISSUER, VerificationKey::hmac(Alg::HS256, SECRET).unwrap())
+                .audience(AUDIENCE)
+                .typ("at+jwt"),
+            TrustedIssuer::new(
+                "partner",
+                VerificationKey::hmac(Alg::HS256, &other_secret).unwrap(),
+            )
+            .audience(AUDIENCE),
+        ])
+        .build()
+        .unwrap();
     let typed = |typ: Option<&str>, iss: &str, secret: &[u8]| {
         let mut header = Header::new(Algorithm::HS256);
         header.typ = typ.map(String::from);
@@ -748,7 +799,7 @@ async fn each_trusted_issuer_checks_its_own_typ() {
 
 #[tokio::test]
 async fn optional_mode_lets_anonymous_requests_through_without_claims() {
-    let layer = layer().optional();
+    let layer = configured().optional().build().unwrap();
     let rec = Recorder::default();
     let res = send(&layer, &rec, get(None)).await;
     assert_eq!(res.status, StatusCode::OK);
@@ -768,7 +819,10 @@ async fn optional_mode_lets_anonymous_requests_through_without_claims() {
 
 #[tokio::test]
 async fn token_from_cookie() {
-    let layer = layer().token_from_cookie("access_token");
+    let layer = configured()
+        .token_from_cookie("access_token")
+        .build()
+        .unwrap();
     let rec = Recorder::default();
     let req = Request::builder()
         .header(
@@ -791,19 +845,25 @@ async fn token_from_cookie() {
 #[tokio::test]
 async fn token_from_custom_header_and_closure() {
     let rec = Recorder::default();
-    let layer1 = layer().token_from_header(http::HeaderName::from_static("x-access-token"));
+    let layer1 = configured()
+        .token_from_header(http::HeaderName::from_static("x-access-token"))
+        .build()
+        .unwrap();
     let req = Request::builder()
         .header("x-access-token", mint(&good_claims()))
         .body(Full::default())
         .unwrap();
     assert_eq!(send(&layer1, &rec, req).await.status, StatusCode::OK);
 
-    let layer2 = layer().token_from_fn(|_, uri| {
-        uri.query()?
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("access_token="))
-            .map(String::from)
-    });
+    let layer2 = configured()
+        .token_from_fn(|_, uri| {
+            uri.query()?
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("access_token="))
+                .map(String::from)
+        })
+        .build()
+        .unwrap();
     let req = Request::builder()
         .uri(format!("/x?access_token={}", mint(&good_claims())))
         .body(Full::default())
@@ -815,7 +875,12 @@ async fn token_from_custom_header_and_closure() {
 #[tokio::test]
 async fn realm_is_configurable_and_escaped() {
     let rec = Recorder::default();
-    let res = send(&layer().realm("todo \"app\"").unwrap(), &rec, get(None)).await;
+    let res = send(
+        &configured().realm("todo \"app\"").build().unwrap(),
+        &rec,
+        get(None),
+    )
+    .await;
     assert_eq!(
         res.challenge.as_deref(),
         Some(r#"Bearer realm="todo \"app\"""#)
@@ -828,13 +893,15 @@ async fn realm_is_configurable_and_escaped() {
 fn an_empty_or_invalid_realm_is_a_config_error() {
     for realm in ["", "   ", "caf\u{e9}", "line\nbreak"] {
         assert!(
-            matches!(layer().realm(realm), Err(ConfigError::InvalidValue(_))),
+            matches!(
+                configured().realm(realm).build(),
+                Err(ConfigError::InvalidValue(_))
+            ),
             "{realm:?}"
         );
         assert!(
             tower_jwt_auth::RequireScope::all(["a"])
-                .unwrap()
-                .realm(realm)
+                .try_realm(realm)
                 .is_err(),
             "{realm:?}"
         );
@@ -843,17 +910,20 @@ fn an_empty_or_invalid_realm_is_a_config_error() {
 
 #[tokio::test]
 async fn custom_rejection_keeps_the_typed_reason() {
-    let layer = layer().on_rejection(|error: &AuthError, _realm: &str| {
-        let code = if matches!(error, AuthError::Expired) {
-            StatusCode::IM_A_TEAPOT
-        } else {
-            error.status()
-        };
-        http::Response::builder()
-            .status(code)
-            .body(Bytes::from(format!("custom: {error}")))
-            .unwrap()
-    });
+    let layer = configured()
+        .on_rejection(|error: &AuthError, _realm: &str| {
+            let code = if matches!(error, AuthError::Expired) {
+                StatusCode::IM_A_TEAPOT
+            } else {
+                error.status()
+            };
+            http::Response::builder()
+                .status(code)
+                .body(Bytes::from(format!("custom: {error}")))
+                .unwrap()
+        })
+        .build()
+        .unwrap();
     let expired = claims_with(|c| {
         c.insert("exp".into(), json!(now() - 600));
     });
@@ -866,7 +936,10 @@ async fn custom_rejection_keeps_the_typed_reason() {
 
 #[test]
 fn weak_secret_is_a_build_time_error() {
-    let err = JwtAuthLayer::<StandardClaims>::hs256(b"0123456789").unwrap_err();
+    let err = JwtAuthLayer::<StandardClaims>::builder()
+        .hs256(b"0123456789")
+        .build()
+        .unwrap_err();
     assert_eq!(
         err,
         ConfigError::WeakSecret {
@@ -885,14 +958,20 @@ fn accepted_algorithms_follow_the_keys() {
     assert_eq!(layer().accepted_algorithms(), [Algorithm::HS256]);
     let rsa = VerificationKey::from_pem(Algorithm::PS256, &fixture("rsa.pub.pem")).unwrap();
     let hmac = VerificationKey::hmac(Algorithm::HS512, &[1; 64]).unwrap();
-    let layer =
-        JwtAuthLayer::<StandardClaims>::with_keys([rsa.with_kid("a"), hmac.with_kid("b")]).unwrap();
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .keys([rsa.clone().with_kid("a"), hmac.clone().with_kid("b")])
+        .build()
+        .unwrap();
     assert_eq!(
         layer.accepted_algorithms(),
         [Algorithm::HS512, Algorithm::PS256]
     );
-    let narrowed = layer.algorithms(&[Algorithm::PS256]);
-    assert_eq!(narrowed.unwrap().accepted_algorithms(), [Algorithm::PS256]);
+    let narrowed = JwtAuthLayer::<StandardClaims>::builder()
+        .keys([rsa.with_kid("a"), hmac.with_kid("b")])
+        .algorithms([Algorithm::PS256])
+        .build()
+        .unwrap();
+    assert_eq!(narrowed.accepted_algorithms(), [Algorithm::PS256]);
 }
 
 #[test]

@@ -11,15 +11,20 @@ use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use tower::{Layer, ServiceBuilder, ServiceExt};
-use tower_jwt_auth::{JwtAuthLayer, KeySet, RequireScope, StandardClaims, VerificationKey};
+use tower_jwt_auth::{
+    JwtAuthLayer, JwtAuthLayerBuilder, KeySet, RequireScope, StandardClaims, VerificationKey,
+};
 
-fn cached() -> JwtAuthLayer<StandardClaims> {
-    JwtAuthLayer::hs256(SECRET)
-        .unwrap()
+fn configured() -> JwtAuthLayerBuilder<StandardClaims> {
+    JwtAuthLayer::builder()
+        .hs256(SECRET)
         .issuer(ISSUER)
-        .unwrap()
         .audience(AUDIENCE)
         .cache(1000)
+}
+
+fn cached() -> JwtAuthLayer<StandardClaims> {
+    configured().build().unwrap()
 }
 
 /// Sends `token` through `svc`'s layer into `rec`.
@@ -44,7 +49,10 @@ async fn wait_past(t: u64) {
 #[tokio::test]
 async fn a_token_seen_again_shares_its_claims() {
     let token = mint(&good_claims());
-    for (layer, shared) in [(cached(), true), (cached().cache(0), false)] {
+    for (layer, shared) in [
+        (cached(), true),
+        (configured().cache(0).build().unwrap(), false),
+    ] {
         let rec = Recorder::default();
         assert_eq!(send(&layer, &rec, &token).await.status, StatusCode::OK);
         assert_eq!(send(&layer, &rec, &token).await.body, "alice");
@@ -99,7 +107,7 @@ async fn a_changed_token_never_hits() {
 
 #[tokio::test]
 async fn a_cached_token_expires_at_exp_plus_leeway() {
-    let layer = cached().leeway(Duration::from_secs(1)).unwrap();
+    let layer = configured().leeway(Duration::from_secs(1)).build().unwrap();
     let rec = Recorder::default();
     let exp = now() + 1;
     let token = mint(&claims_with(|c| {
@@ -115,7 +123,7 @@ async fn a_cached_token_expires_at_exp_plus_leeway() {
 
 #[tokio::test]
 async fn a_rejection_is_never_cached() {
-    let layer = cached().leeway(Duration::ZERO).unwrap();
+    let layer = configured().leeway(Duration::ZERO).build().unwrap();
     let rec = Recorder::default();
     let nbf = now() + 1;
     let token = mint(&claims_with(|c| {
@@ -138,9 +146,12 @@ async fn rotating_the_key_out_ends_its_cached_tokens() {
             .with_kid(kid)
     };
     let keys = KeySet::new([key(SECRET, "old"), key(&[7; 32], "next")]).unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(keys.clone())
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(keys.clone())
         .audience(AUDIENCE)
-        .cache(100);
+        .cache(100)
+        .build()
+        .unwrap();
     let rec = Recorder::default();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("old".into());
@@ -178,7 +189,7 @@ async fn scope_requirements_run_on_every_hit() {
     let rec = Recorder::default();
     let svc = ServiceBuilder::new()
         .layer(auth.clone())
-        .layer(RequireScope::all(["todos:write"]).unwrap())
+        .layer(RequireScope::all(["todos:write"]))
         .service(rec.service());
     for _ in 0..3 {
         let res = read(svc.clone().oneshot(get(Some(&token))).await.unwrap()).await;
@@ -197,8 +208,8 @@ async fn a_changed_configuration_does_not_inherit_cached_tokens() {
     let token = mint(&good_claims());
     assert_eq!(send(&base, &rec, &token).await.status, StatusCode::OK);
 
-    // Derived from a layer whose cache holds the token, but requiring a claim it lacks.
-    let stricter = base.clone().require_claim("tenant");
+    // Built from the same settings plus a claim the token lacks: its own, empty cache.
+    let stricter = configured().require_claim("tenant").build().unwrap();
     let res = send(&stricter, &rec, &token).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -211,10 +222,12 @@ async fn a_changed_configuration_does_not_inherit_cached_tokens() {
 
 #[tokio::test]
 async fn many_tokens_stay_within_capacity_and_are_all_accepted() {
-    let layer = JwtAuthLayer::<StandardClaims>::hs256(SECRET)
-        .unwrap()
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .hs256(SECRET)
         .audience(AUDIENCE)
-        .cache(8);
+        .cache(8)
+        .build()
+        .unwrap();
     let rec = Recorder::default();
     for i in 0..200 {
         let token = mint(&claims_with(|c| {

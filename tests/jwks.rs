@@ -177,10 +177,12 @@ async fn rotation_to_a_new_kid_is_picked_up_on_first_sight() {
     provider.with(|s| s.keys = vec![k1.jwk.clone()]);
     let jwks = source(&provider.jwks_url()).build().unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone())
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks.clone())
         .issuer(ISSUER)
-        .unwrap()
-        .audience(AUDIENCE);
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     assert_eq!(status(&layer, &k1.token(ISSUER)).await, StatusCode::OK);
 
     // The provider rotates; the first k2 token waits for one refresh and passes.
@@ -205,11 +207,13 @@ async fn a_jwks_refresh_keeps_cached_tokens_of_unchanged_keys_and_ends_dropped_o
     provider.with(|s| s.keys = vec![k1.jwk.clone()]);
     let jwks = source(&provider.jwks_url()).build().unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone())
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks.clone())
         .audience(AUDIENCE)
         .issuer(ISSUER)
-        .unwrap()
-        .cache(100);
+        .cache(100)
+        .build()
+        .unwrap();
     let rec = Recorder::default();
     let send = |token: String| {
         let svc = tower::Layer::layer(&layer, rec.service());
@@ -266,7 +270,11 @@ async fn unknown_kid_flood_causes_at_most_one_fetch_per_cooldown() {
         .unwrap();
     assert!(jwks.ready().await);
     let hits_before = provider.with(|s| s.jwks_hits);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone()).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks.clone())
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
 
     // 200 concurrent requests, each with a random kid, arriving after the cooldown started.
     let attacker = signer("ed25519-b.pem", "x");
@@ -308,7 +316,11 @@ async fn unknown_kid_flood_after_cooldown_coalesces_into_one_fetch() {
     // A slow provider keeps the one refresh in flight while the flood arrives.
     provider.with(|s| s.delay = Duration::from_millis(200));
     let hits_before = provider.with(|s| s.jwks_hits);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone()).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks.clone())
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     let attacker = signer("ed25519-b.pem", "x");
     let tasks: Vec<_> = (0..100)
         .map(|i| {
@@ -342,7 +354,11 @@ async fn provider_down_after_start_keeps_serving_cached_keys() {
         .build()
         .unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone()).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks.clone())
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     provider.with(|s| s.up = false);
     let before = provider.with(|s| s.jwks_hits);
     // Past the TTL: the background refresher tries, fails, and the cached key still serves.
@@ -365,7 +381,11 @@ async fn keys_staler_than_allowed_answer_503_until_the_provider_is_back() {
         .build()
         .unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     provider.with(|s| s.up = false);
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let res = send(&layer, &k1.token(ISSUER)).await;
@@ -390,7 +410,11 @@ async fn provider_down_at_start_then_up() {
     });
     // The service starts anyway.
     let jwks = source(&provider.jwks_url()).build().unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks.clone()).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks.clone())
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     let res = send(&layer, &k1.token(ISSUER)).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.retry_after.clone(), Some("5".into()));
@@ -412,7 +436,11 @@ async fn slow_provider_hits_the_timeout() {
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     // The request is answered (503) well before the provider would have answered.
     let res = tokio::time::timeout(Duration::from_secs(5), send(&layer, &k1.token(ISSUER)))
         .await
@@ -430,9 +458,11 @@ async fn discovery_finds_the_jwks_and_refuses_a_mismatched_issuer() {
         .build()
         .unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks)
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks)
         .audience(AUDIENCE)
         .issuer(provider.url.clone())
+        .build()
         .unwrap();
     assert_eq!(
         status(&layer, &k1.token(&provider.url)).await,
@@ -455,7 +485,11 @@ async fn discovery_finds_the_jwks_and_refuses_a_mismatched_issuer() {
         0,
         "the JWKS of a mismatched issuer is never fetched"
     );
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     assert_eq!(
         status(&layer, &k1.token(&evil.url)).await,
         StatusCode::SERVICE_UNAVAILABLE
@@ -471,7 +505,11 @@ async fn hmac_keys_in_a_jwks_are_not_trusted_by_default() {
     });
     let jwks = source(&provider.jwks_url()).build().unwrap();
     assert!(jwks.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("h".into());
     let token = mint_with(
@@ -500,11 +538,13 @@ async fn several_issuers_each_with_their_own_keys() {
     let jwks = source(&provider.jwks_url()).build().unwrap();
     assert!(jwks.ready().await);
     let local = VerificationKey::hmac(Algorithm::HS256, SECRET).unwrap();
-    let layer = JwtAuthLayer::<StandardClaims>::trusting([
-        TrustedIssuer::new(ISSUER, local).audience(AUDIENCE),
-        TrustedIssuer::new(provider.url.clone(), jwks).audience(AUDIENCE),
-    ])
-    .unwrap();
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .trusting([
+            TrustedIssuer::new(ISSUER, local).audience(AUDIENCE),
+            TrustedIssuer::new(provider.url.clone(), jwks).audience(AUDIENCE),
+        ])
+        .build()
+        .unwrap();
 
     assert_eq!(
         status(&layer, &mint(&good_claims())).await,
@@ -553,7 +593,11 @@ async fn a_custom_client_replaces_the_built_in_one() {
         .unwrap();
     assert!(jwks.ready().await);
     assert_eq!(*seen.lock().unwrap(), ["https://idp.invalid/keys"]);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks).audience(AUDIENCE);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     assert_eq!(status(&layer, &k1.token(ISSUER)).await, StatusCode::OK);
 }
 
@@ -591,10 +635,12 @@ async fn plain_http_key_urls_are_refused_unless_loopback() {
         .unwrap();
     assert!(!jwks.ready().await, "no keys from a plain-HTTP jwks_uri");
     assert_eq!(provider.with(|s| s.jwks_hits), 0);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks)
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks)
         .issuer(provider.url.clone())
-        .unwrap()
-        .audience(AUDIENCE);
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     let k1 = signer("ed25519.pem", "k1");
     assert_eq!(
         status(&layer, &k1.token(&provider.url)).await,

@@ -172,10 +172,12 @@ fn token(key: &EncodingKey, alg: Algorithm, kid: &str) -> String {
 }
 
 fn layer(source: JwksSource) -> JwtAuthLayer<StandardClaims> {
-    JwtAuthLayer::<StandardClaims>::from_keys(source)
+    JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(source)
         .issuer(ISSUER)
-        .unwrap()
         .audience(AUDIENCE)
+        .build()
+        .unwrap()
 }
 
 fn source(url: &str) -> JwksSource {

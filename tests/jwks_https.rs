@@ -154,10 +154,12 @@ async fn discovery_and_jwks_over_https_with_a_private_root() {
         .unwrap();
     assert!(jwks.ready().await, "discovery and JWKS over TLS");
     assert_eq!(jwks.kids(), ["tls-key"]);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(jwks)
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(jwks)
         .issuer(issuer.clone())
-        .unwrap()
-        .audience(AUDIENCE);
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     let (res, calls) = through(&layer, &token).await;
     assert_eq!((res.status, calls), (StatusCode::OK, 1));
 
@@ -167,10 +169,12 @@ async fn discovery_and_jwks_over_https_with_a_private_root() {
         .build()
         .unwrap();
     assert!(!untrusted.ready().await);
-    let layer = JwtAuthLayer::<StandardClaims>::from_keys(untrusted)
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .key_source(untrusted)
         .issuer(issuer)
-        .unwrap()
-        .audience(AUDIENCE);
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
     assert_eq!(
         through(&layer, &token).await.0.status,
         StatusCode::SERVICE_UNAVAILABLE

@@ -102,10 +102,12 @@ fn trusted() -> JwtAuthLayer<StandardClaims> {
             .with_kid("ed"),
     ])
     .unwrap();
-    JwtAuthLayer::from_keys(keys)
+    JwtAuthLayer::builder()
+        .key_source(keys)
         .issuer(ISSUER)
-        .unwrap()
         .audience(AUDIENCE)
+        .build()
+        .unwrap()
 }
 
 fn valid_token(alg: Algorithm) -> String {

@@ -11,15 +11,18 @@ use common::{ISSUER, claims_with, good_claims, mint, now, through};
 use http::StatusCode;
 use redis_server::RedisServer;
 use serde_json::Value;
-use tower_jwt_auth::{JwtAuthLayer, OutOfSync, Revocations, StandardClaims};
+use tower_jwt_auth::{JwtAuthLayer, JwtAuthLayerBuilder, OutOfSync, Revocations, StandardClaims};
 
-fn layer(revocations: &Revocations) -> JwtAuthLayer<StandardClaims> {
-    JwtAuthLayer::hs256(common::SECRET)
-        .unwrap()
+fn configured(revocations: &Revocations) -> JwtAuthLayerBuilder<StandardClaims> {
+    JwtAuthLayer::builder()
+        .hs256(common::SECRET)
         .issuer(common::ISSUER)
-        .unwrap()
         .audience(common::AUDIENCE)
         .revocations(revocations.clone())
+}
+
+fn layer(revocations: &Revocations) -> JwtAuthLayer<StandardClaims> {
+    configured(revocations).build().unwrap()
 }
 
 fn token(jti: &str) -> (String, u64) {
@@ -82,7 +85,7 @@ async fn a_revoked_jti_is_refused_with_invalid_token_and_others_pass() {
 #[tokio::test]
 async fn the_token_cache_never_resurrects_a_revoked_token() {
     let revocations = Revocations::in_memory();
-    let layer = layer(&revocations).cache(100);
+    let layer = configured(&revocations).cache(100).build().unwrap();
     let (cached, exp) = token("cached");
     // Validated and cached, then served from the cache...
     for _ in 0..3 {
@@ -178,7 +181,7 @@ async fn through_redis_a_revocation_reaches_every_instance_within_200_ms() {
         return;
     };
     let (a, b) = (shared(&redis).await, shared(&redis).await);
-    let (layer_a, layer_b) = (layer(&a), layer(&b).cache(100));
+    let (layer_a, layer_b) = (layer(&a), configured(&b).cache(100).build().unwrap());
     let mut worst = Duration::ZERO;
     for i in 0..20 {
         let (token, exp) = token(&format!("propagation-{i}"));

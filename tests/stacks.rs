@@ -24,15 +24,19 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_jwt_auth::{
-    Authorize, Claims, JwtAuth, JwtAuthLayer, RequireScope, StandardClaims, require,
+    Authorize, Claims, JwtAuth, JwtAuthLayer, JwtAuthLayerBuilder, RequireScope, StandardClaims,
+    require,
 };
 
-fn auth() -> JwtAuthLayer<StandardClaims> {
-    JwtAuthLayer::hs256(SECRET)
-        .unwrap()
+fn configured() -> JwtAuthLayerBuilder<StandardClaims> {
+    JwtAuthLayer::builder()
+        .hs256(SECRET)
         .issuer(ISSUER)
-        .unwrap()
         .audience(AUDIENCE)
+}
+
+fn auth() -> JwtAuthLayer<StandardClaims> {
+    configured().build().unwrap()
 }
 
 fn token_with_scope(scope: &str) -> String {
@@ -46,7 +50,7 @@ async fn service_builder_with_scope_and_claim_requirements() {
     let rec = Recorder::default();
     let svc = ServiceBuilder::new()
         .layer(auth())
-        .layer(RequireScope::all(["todos:read", "todos:write"]).unwrap())
+        .layer(RequireScope::all(["todos:read", "todos:write"]))
         .layer(require(|c: &StandardClaims| {
             c.sub.as_deref() != Some("mallory")
         }))
@@ -100,7 +104,7 @@ async fn any_of_scopes_and_scp_arrays() {
     let rec = Recorder::default();
     let svc = ServiceBuilder::new()
         .layer(auth())
-        .layer(RequireScope::any(["admin", "todos:read"]).unwrap())
+        .layer(RequireScope::any(["admin", "todos:read"]))
         .service(rec.service());
     let scp = mint(&claims_with(|c| {
         c.remove("scope");
@@ -124,8 +128,8 @@ async fn requirement_without_authentication_is_401() {
     let rec = Recorder::default();
     // Optional authentication globally, a requirement on this route only.
     let svc = ServiceBuilder::new()
-        .layer(auth().optional())
-        .layer(RequireScope::all(["todos:read"]).unwrap())
+        .layer(configured().optional().build().unwrap())
+        .layer(RequireScope::all(["todos:read"]))
         .service(rec.service());
     let res = read(svc.oneshot(get(None)).await.unwrap()).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
@@ -149,7 +153,7 @@ async fn axum_router_with_extractor_and_per_route_scope() {
         .route("/me", axum_get(whoami))
         .route(
             "/admin",
-            axum_get(whoami).layer(RequireScope::all(["admin"]).unwrap()),
+            axum_get(whoami).layer(RequireScope::all(["admin"])),
         )
         .layer(auth());
 
@@ -323,7 +327,7 @@ async fn grpc_requests_get_grpc_shaped_rejections() {
     let rec = Recorder::default();
     let svc = ServiceBuilder::new()
         .layer(auth())
-        .layer(RequireScope::all(["todos:write"]).unwrap())
+        .layer(RequireScope::all(["todos:write"]))
         .service(rec.service());
     let grpc = |token: Option<String>| {
         let mut req = Request::post("/todo.Todos/Create")

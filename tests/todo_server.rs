@@ -667,10 +667,12 @@ async fn todos_are_isolated_per_user() {
         json!([])
     );
     // carol has write access but does not own alice's todo.
-    let issuer = TokenIssuer::hs256(SECRET.as_bytes())
-        .unwrap()
+    let issuer = TokenIssuer::builder()
+        .hs256(SECRET.as_bytes())
         .issuer("todo-server")
-        .audience("todo-api");
+        .audience("todo-api")
+        .build()
+        .unwrap();
     let carol = issuer
         .issue("carol", "todos:read todos:write")
         .unwrap()

@@ -30,10 +30,12 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let secret = b"an example secret of at least 32 bytes";
-//! let auth = JwtAuthLayer::<StandardClaims>::hs256(secret)?
-//!     .issuer("todo-server")?
+//! let auth = JwtAuthLayer::<StandardClaims>::builder()
+//!     .hs256(secret)
+//!     .issuer("todo-server")
 //!     .audience("todo-api")
-//!     .leeway(Duration::from_secs(30))?;
+//!     .leeway(Duration::from_secs(30))
+//!     .build()?;
 //!
 //! let svc = ServiceBuilder::new().layer(auth).service(service_fn(|req: Request<Full<Bytes>>| async move {
 //!     let claims = req.extensions().get::<Claims<StandardClaims>>().expect("set by JwtAuth");
@@ -56,6 +58,7 @@
 //! # }
 //! ```
 
+pub(crate) mod builder;
 mod config;
 pub mod future;
 pub(crate) mod layer;

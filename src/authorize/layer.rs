@@ -24,16 +24,30 @@ impl<R: Requirement> AuthorizeLayer<R> {
     }
 
     /// The realm sent in challenges (default `"api"`): set the same one as on the
-    /// [`JwtAuthLayer`](crate::JwtAuthLayer) in front. Fails when it is empty or not visible
-    /// ASCII.
-    pub fn realm(mut self, realm: &str) -> Result<Self, crate::ConfigError> {
+    /// [`JwtAuthLayer`](crate::JwtAuthLayer) in front.
+    ///
+    /// # Panics
+    ///
+    /// When `realm` is empty or not visible ASCII, like
+    /// [`HeaderValue::from_static`](http::HeaderValue::from_static): for a literal. Use
+    /// [`try_realm`](Self::try_realm) for a realm from configuration.
+    pub fn realm(self, realm: &str) -> Self {
+        match self.try_realm(realm) {
+            Ok(layer) => layer,
+            Err(error) => panic!("AuthorizeLayer::realm({realm:?}): {error}"),
+        }
+    }
+
+    /// The realm sent in challenges; [`ConfigError::InvalidValue`] when it is empty or not
+    /// visible ASCII.
+    pub fn try_realm(mut self, realm: &str) -> Result<Self, ConfigError> {
         self.rejecter.set_realm(realm)?;
         Ok(self)
     }
 
     /// Replaces the RFC 6750 rejection response.
     pub fn on_rejection(mut self, handler: impl OnRejection) -> Self {
-        self.rejecter.set_handler(handler);
+        self.rejecter.set_handler(Arc::new(handler));
         self
     }
 }
@@ -71,11 +85,38 @@ impl<S, R> Layer<S> for AuthorizeLayer<R> {
 // `RequireScope`'s constructors live beside the layer they build, so that the requirement
 // module does not depend back on the layer.
 impl RequireScope {
-    /// A layer that requires every one of `scopes`.
+    /// A layer that requires every one of `scopes`, given as literals.
     ///
-    /// No scope is [`ConfigError::NoScopes`]; a scope that is not a valid RFC 6749
-    /// `scope-token` (visible ASCII except `"` and `\`) is [`ConfigError::InvalidScope`].
-    pub fn all<I>(scopes: I) -> Result<AuthorizeLayer<Self>, ConfigError>
+    /// # Panics
+    ///
+    /// When `scopes` is empty or one is not a valid RFC 6749 `scope-token` (visible ASCII
+    /// except `"` and `\\`, no space), like
+    /// [`HeaderValue::from_static`](http::HeaderValue::from_static). For scopes that come
+    /// from configuration, use [`try_all`](Self::try_all).
+    pub fn all<I>(scopes: I) -> AuthorizeLayer<Self>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::try_all(scopes).unwrap_or_else(|error| panic!("RequireScope::all: {error}"))
+    }
+
+    /// A layer that requires at least one of `scopes`, given as literals.
+    ///
+    /// # Panics
+    ///
+    /// As [`all`](Self::all); use [`try_any`](Self::try_any) for scopes from configuration.
+    pub fn any<I>(scopes: I) -> AuthorizeLayer<Self>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::try_any(scopes).unwrap_or_else(|error| panic!("RequireScope::any: {error}"))
+    }
+
+    /// A layer that requires every one of `scopes`. No scope is [`ConfigError::NoScopes`]; a
+    /// scope that is not a valid RFC 6749 `scope-token` is [`ConfigError::InvalidScope`].
+    pub fn try_all<I>(scopes: I) -> Result<AuthorizeLayer<Self>, ConfigError>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
@@ -83,8 +124,8 @@ impl RequireScope {
         Self::new(scopes, true).map(AuthorizeLayer::new)
     }
 
-    /// A layer that requires at least one of `scopes`; errors as [`all`](Self::all).
-    pub fn any<I>(scopes: I) -> Result<AuthorizeLayer<Self>, ConfigError>
+    /// A layer that requires at least one of `scopes`; errors as [`try_all`](Self::try_all).
+    pub fn try_any<I>(scopes: I) -> Result<AuthorizeLayer<Self>, ConfigError>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,

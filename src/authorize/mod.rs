@@ -2,7 +2,7 @@
 //!
 //! Put these layers inside (after) [`JwtAuthLayer`](crate::JwtAuthLayer), for a whole service
 //! or per route. They read what `JwtAuth` injected; a request without claims (no
-//! `JwtAuthLayer` in front, or one in [`optional`](crate::JwtAuthLayer::optional) mode that
+//! `JwtAuthLayer` in front, or one in [`optional`](crate::JwtAuthLayerBuilder::optional) mode that
 //! saw no token) is answered `401` as unauthenticated.
 //!
 //! - [`RequireScope::all`](crate::RequireScope::all) / [`RequireScope::any`](crate::RequireScope::any): scopes from the `scope` or `scp` claim,
@@ -24,8 +24,8 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let secret = b"an example secret of at least 32 bytes";
 //! let svc = ServiceBuilder::new()
-//!     .layer(JwtAuthLayer::<StandardClaims>::hs256(secret)?)
-//!     .layer(RequireScope::all(["todos:write"])?)
+//!     .layer(JwtAuthLayer::<StandardClaims>::builder().hs256(secret).build()?)
+//!     .layer(RequireScope::all(["todos:write"]))
 //!     .layer(require(|claims: &StandardClaims| claims.sub.is_some()))
 //!     .service(service_fn(|_req: Request<Full<Bytes>>| async {
 //!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))

@@ -2,7 +2,7 @@ use std::{fmt, marker::PhantomData, sync::Arc};
 
 use http::Extensions;
 
-use crate::{AuthError, Claims, ConfigError, Scopes, validate::is_scope_token};
+use crate::{AuthError, Claims, ConfigError, Scopes, claims::is_scope_token};
 
 /// A check on what [`JwtAuth`](crate::JwtAuth) injected into a request's extensions.
 ///
@@ -151,11 +151,11 @@ mod tests {
     #[test]
     fn bad_scope_lists_are_config_errors_not_panics() {
         for bad in ["a b", "", "caf\u{e9}", "a\"b"] {
-            let err = RequireScope::all(["ok", bad]).unwrap_err();
+            let err = RequireScope::try_all(["ok", bad]).unwrap_err();
             assert_eq!(err, ConfigError::InvalidScope(bad.to_owned()));
             assert!(err.to_string().contains("not a valid scope"), "{err}");
         }
-        let err = RequireScope::any(Vec::<String>::new()).unwrap_err();
+        let err = RequireScope::try_any(Vec::<String>::new()).unwrap_err();
         assert_eq!(err, ConfigError::NoScopes);
         assert_eq!(err.to_string(), "RequireScope needs at least one scope");
     }

@@ -49,7 +49,7 @@ pub enum OutOfSync {
     },
 }
 
-/// A set of revoked tokens that [`JwtAuthLayer::revocations`](crate::JwtAuthLayer::revocations)
+/// A set of revoked tokens that [`JwtAuthLayerBuilder::revocations`](crate::JwtAuthLayerBuilder::revocations)
 /// consults on every request. Cloning is cheap and every clone is the same set.
 ///
 /// ```
@@ -57,7 +57,7 @@ pub enum OutOfSync {
 ///
 /// # fn main() -> Result<(), tower_jwt_auth::ConfigError> {
 /// let revocations = Revocations::in_memory();
-/// let layer = JwtAuthLayer::<StandardClaims>::hs256(b"an example secret of at least 32 bytes")?
+/// let layer = JwtAuthLayer::<StandardClaims>::builder().hs256(b"an example secret of at least 32 bytes").build()?
 ///     .revocations(revocations.clone());
 /// // On logout, with the claims of the presented token:
 /// revocations.revoke_token("https://issuer.example", "the token's jti", 1_900_000_000);
@@ -172,7 +172,7 @@ impl RevocationsBuilder {
     /// covers has expired. Defaults to [`MAX_TTL`](crate::MAX_TTL), the longest lifetime
     /// [`TokenIssuer`](crate::TokenIssuer) issues; raise it for an identity provider that
     /// issues longer-lived tokens, or bound the tokens the layer accepts to it with
-    /// [`JwtAuthLayer::max_age`](crate::JwtAuthLayer::max_age).
+    /// [`JwtAuthLayerBuilder::max_age`](crate::JwtAuthLayerBuilder::max_age).
     pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.max_token_lifetime = lifetime;
         self
@@ -245,7 +245,7 @@ impl Revocations {
     /// The entry is kept for the [longest token
     /// lifetime](RevocationsBuilder::max_token_lifetime): a token of `sub` that lives longer
     /// than that would be accepted again once it is gone. To make that impossible, give the
-    /// layer the same bound with [`max_age`](crate::JwtAuthLayer::max_age): it then refuses
+    /// layer the same bound with [`max_age`](crate::JwtAuthLayerBuilder::max_age): it then refuses
     /// every token older than the entries last (and every token without `iat`). "Now" is this machine's clock and
     /// `iat` the issuer's: keep them synchronised (NTP), or use
     /// [`revoke_subject_issued_until`](Self::revoke_subject_issued_until) with a margin.

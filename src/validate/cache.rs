@@ -45,12 +45,6 @@ impl<C> TokenCache<C> {
         }
     }
 
-    /// An empty cache of the same capacity, for a changed configuration: what one
-    /// configuration accepted says nothing about another.
-    pub(crate) fn emptied(&self) -> Self {
-        Self::new(self.capacity)
-    }
-
     /// The cached result for `token`, if it is still valid at `now` and `key_in_use(policy,
     /// key_id)` says the key that verified it is still trusted.
     pub(crate) fn get(

@@ -14,5 +14,4 @@ mod registered;
 mod validator;
 
 pub use policy::{DEFAULT_LEEWAY, MAX_LEEWAY};
-pub(crate) use registered::is_scope_token;
-pub(crate) use validator::{Validated, Validator, Verdict, valid_typ};
+pub(crate) use validator::{Validated, Validator, Verdict};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::registered::Registered;
-use crate::{AuthError, keys::Keys};
+use crate::{AuthError, ConfigError, keys::Keys};
 
 /// The default clock-skew allowance for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -188,4 +188,14 @@ mod tests {
         assert_eq!(strip_media_prefix("Application/AT+JWT"), "AT+JWT");
         assert_eq!(strip_media_prefix("JWT"), "JWT");
     }
+}
+
+/// A `typ` to require, without its optional `application/` prefix: one or more visible
+/// ASCII characters and no space (a media type, RFC 7515 4.1.9).
+pub(crate) fn valid_typ(typ: &str) -> Result<&str, ConfigError> {
+    let bare = strip_media_prefix(typ);
+    if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::InvalidType(typ.to_owned()));
+    }
+    Ok(bare)
 }

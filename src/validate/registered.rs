@@ -12,6 +12,7 @@ use serde::{
 
 use crate::{
     AuthError, Scopes,
+    claims::is_scope_token,
     claims::{NumericDate, Str},
 };
 
@@ -178,13 +179,6 @@ impl<'de> Visitor<'de> for Seed<'_> {
             .map(|(name, _)| name.clone());
         Ok(r)
     }
-}
-
-/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`
-pub(crate) fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use super::{
     cache::{Entry, TokenCache},
     jws::Jws,
-    policy::{ALL_ALGORITHMS, MAX_LEEWAY, Policy, strip_media_prefix},
+    policy::{ALL_ALGORITHMS, MAX_LEEWAY, Policy, valid_typ},
     registered::Registered,
 };
 use crate::{
@@ -15,16 +15,6 @@ use crate::{
     revoke::{TokenId, TokenRef},
     token::DEFAULT_MAX_TOKEN_LEN,
 };
-
-/// A `typ` to require, without its optional `application/` prefix: one or more visible
-/// ASCII characters and no space (a media type, RFC 7515 4.1.9).
-pub(crate) fn valid_typ(typ: &str) -> Result<&str, ConfigError> {
-    let bare = strip_media_prefix(typ);
-    if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ConfigError::InvalidType(typ.to_owned()));
-    }
-    Ok(bare)
-}
 
 /// What a valid token yields: its claims, decoded once and shared, and its scopes.
 pub(crate) struct Validated<C> {
@@ -94,8 +84,14 @@ impl<C> Validator<C> {
             policy.issuers = vec![trusted.issuer.clone()];
             policy.audiences = trusted.audiences;
             policy.any_audience = trusted.any_audience;
+            if trusted.algorithms.as_ref().is_some_and(Vec::is_empty) {
+                return Err(ConfigError::NoAlgorithms);
+            }
             policy.algorithms = trusted.algorithms;
-            policy.typ = trusted.typ.as_deref().map(Into::into);
+            policy.typ = match &trusted.typ {
+                Some(typ) => Some(valid_typ(typ)?.into()),
+                None => None,
+            };
             if by_issuer.contains_key(&trusted.issuer) {
                 return Err(ConfigError::DuplicateIssuer(trusted.issuer));
             }
@@ -191,14 +187,6 @@ impl<C> Validator<C> {
 
     pub(crate) fn set_revocations(&mut self, revocations: Revocations) {
         self.revocations = Some(revocations);
-    }
-
-    /// Called on every configuration change: cached verdicts of the old configuration must
-    /// not leak into the new one.
-    pub(crate) fn reset_cache(&mut self) {
-        if let Some(cache) = &mut self.cache {
-            *cache = cache.emptied();
-        }
     }
 
     /// The algorithms accepted, over every policy (for introspection).
