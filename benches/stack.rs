@@ -1,8 +1,8 @@
 //! The whole example server under load, over loopback, with no external tool:
 //! `cargo bench --bench stack`.
 //!
-//! The servers run as child processes (this binary started again with `STACK_BENCH_ROLE=server`
-//! and the example's settings in the environment), so their peak memory is their own. The
+//! The servers are the example program itself, built in release mode and run as child
+//! processes with their settings in the environment, so their peak memory is their own. The
 //! load generator is a small hyper client: each connection sends its next request as soon as
 //! the previous answer arrived, and every latency goes into an `hdrhistogram`.
 //!
@@ -18,17 +18,12 @@
 //! `STACK_BENCH_SECS` sets the seconds per measurement (default 3). Figures from one run
 //! compare with each other; the machine is shared and noisy.
 
-#[path = "../examples/todo_server/app.rs"]
+#[path = "../tests/support/example.rs"]
 #[allow(dead_code)]
-mod app;
-#[path = "../examples/todo_server/throttle.rs"]
-#[allow(dead_code)]
-mod throttle;
+mod example;
 
 use std::{
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -42,12 +37,9 @@ use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 fn main() {
-    if std::env::var("STACK_BENCH_ROLE").as_deref() == Ok("server") {
-        return serve();
-    }
     // `cargo bench --no-run` builds this; `cargo test --benches` would run it: skip there.
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
@@ -64,57 +56,30 @@ fn main() {
     runtime.block_on(run(Duration::from_secs(secs)));
 }
 
-/// Child mode: the example app on an ephemeral loopback port, configured by the environment
-/// like `cargo run --example todo_server`; prints `LISTENING <addr>` once it accepts.
-fn serve() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let config = app::Config::from_lookup(|name| std::env::var(name).ok()).unwrap();
-        let state = app::build(&config).await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("LISTENING {}", listener.local_addr().unwrap());
-        app::serve(listener, state, std::future::pending()).await;
-    });
-}
-
 /// A server child process, killed when dropped.
 struct Server {
-    child: Child,
+    child: example::Example,
     addr: SocketAddr,
 }
 
 impl Server {
     fn start(vars: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command
-            .env("STACK_BENCH_ROLE", "server")
-            .env("JWT_SECRET", "stack-bench-secret-of-at-least-32-bytes")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in vars {
-            command.env(k, v);
+        let mut env = vec![
+            ("JWT_SECRET", "stack-bench-secret-of-at-least-32-bytes"),
+            ("TODO_ADDR", "127.0.0.1:0"),
+            ("RUST_LOG", "warn"),
+        ];
+        env.extend_from_slice(vars);
+        let child = example::Example::start("todo_server", &env);
+        Self {
+            addr: child.addr,
+            child,
         }
-        let mut child = command.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .expect("the server announces its address")
-            .parse()
-            .unwrap();
-        Self { child, addr }
     }
 
     /// Peak resident memory since the last [`reset_peak`](Self::reset_peak), in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.pid()))
             .unwrap_or_default();
         status
             .lines()
@@ -125,7 +90,7 @@ impl Server {
 
     /// Linux: writing 5 to `clear_refs` resets the peak-RSS mark to the current RSS.
     fn reset_peak(&self) {
-        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.pid()), "5");
     }
 
     async fn login(&self, username: &str, password: &str) -> String {
@@ -134,13 +99,6 @@ impl Server {
         assert_eq!(status, StatusCode::OK, "login of {username}");
         let body: Value = serde_json::from_slice(&body).unwrap();
         body["access_token"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,6 +6,8 @@
 //! ```
 //!
 //! It prints two tokens (one may write, one may only read) for trying the routes with curl.
+//! `AXUM_ADDR` (default `127.0.0.1:3001`) is where it listens; `AXUM_JWT_SECRET` (at least 32
+//! bytes) signs the tokens, random per process when unset.
 
 use std::{
     collections::HashMap,
@@ -24,11 +26,11 @@ use tower_jwt_auth::{Claims, JwtAuthLayer, RequireScope, TokenIssuer};
 /// The claims this app reads from its tokens. Any `Deserialize` type works: the registered
 /// claims (`exp`, `iss`, `aud`, ...) are checked by the layer whatever `C` is.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct AppClaims {
-    pub iss: String,
-    pub sub: String,
+struct AppClaims {
+    iss: String,
+    sub: String,
     #[serde(default)]
-    pub scope: String,
+    scope: String,
 }
 
 /// Who owns a note: the token's (`iss`, `sub`).
@@ -36,11 +38,11 @@ type Owner = (String, String);
 
 /// Notes by their owner.
 #[derive(Clone, Default)]
-pub struct Notes(Arc<Mutex<HashMap<Owner, Vec<String>>>>);
+struct Notes(Arc<Mutex<HashMap<Owner, Vec<String>>>>);
 
 /// The routes: `GET /notes` needs a valid token, `POST /notes` the `notes:write` scope as
 /// well, and `GET /hello` works for anyone, greeting a caller with a token by name.
-pub fn app(auth: JwtAuthLayer<AppClaims>) -> Router {
+fn app(auth: JwtAuthLayer<AppClaims>) -> Router {
     Router::new()
         // `route_layer` puts the scope check on these routes only (a 403 for the others'
         // tokens), and after routing, so an unknown path is still a 404.
@@ -91,11 +93,16 @@ async fn hello(claims: Option<Claims<AppClaims>>) -> String {
     }
 }
 
-#[allow(dead_code)] // `main` is the example's; the tests call `app`.
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret)?;
+    let secret = match std::env::var("AXUM_JWT_SECRET") {
+        Ok(secret) => secret.into_bytes(),
+        Err(_) => {
+            let mut secret = vec![0u8; 32];
+            getrandom::fill(&mut secret)?;
+            secret
+        }
+    };
     let issuer = TokenIssuer::builder()
         .hs256(&secret)
         .issuer("axum-demo")
@@ -108,8 +115,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .access_token,
         issuer.issue("bob", "notes:read")?.access_token,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
-    println!("listening on http://127.0.0.1:3001");
+    let addr = std::env::var("AXUM_ADDR").unwrap_or_else(|_| "127.0.0.1:3001".into());
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app(issuer.layer().optional().build()?)).await?;
     Ok(())
 }

@@ -24,7 +24,7 @@ use tower_jwt_auth::{RequireScope, StandardClaims, TokenIssuer};
 
 /// Serves the health service on `listener` until `shutdown` completes: the token's signature
 /// and claims are checked by `issuer`'s layer, then the `health:read` scope is required.
-pub async fn serve(
+async fn serve(
     listener: TcpListener,
     issuer: &TokenIssuer,
     shutdown: impl Future<Output = ()>,
@@ -42,7 +42,7 @@ pub async fn serve(
 
 /// The issuer of this demo's tokens: HS256 with a secret from `GRPC_JWT_SECRET`, or a random
 /// one for the life of the process.
-pub fn issuer(secret: Option<&[u8]>) -> TokenIssuer {
+fn issuer(secret: Option<&[u8]>) -> TokenIssuer {
     let random;
     let secret = match secret {
         Some(secret) => secret,
@@ -62,7 +62,6 @@ pub fn issuer(secret: Option<&[u8]>) -> TokenIssuer {
         .expect("the secret is at least 32 bytes")
 }
 
-#[allow(dead_code)] // `main` is the example's; the tests call `serve` and `issuer`.
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = std::env::var("GRPC_JWT_SECRET").ok();
@@ -72,10 +71,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
     let listener = TcpListener::bind(addr).await?;
     let token = issuer.issue("demo-user", "health:read")?;
-    println!(
-        "listening on {addr}; a token for it:\n{}",
-        token.access_token
-    );
+    println!("a token for it:\n{}", token.access_token);
+    println!("listening on {}", listener.local_addr()?);
     serve(listener, &issuer, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -114,6 +114,7 @@ struct AccessClaims<'a> {
 }
 
 /// What signs: the private key, its algorithm, and the public half for validating.
+#[derive(Clone)]
 struct Signer {
     key: EncodingKey,
     algorithm: Algorithm,
@@ -172,6 +173,7 @@ impl Signer {
 /// Configures a [`TokenIssuer`]; made by [`TokenIssuer::builder`]. Every setting is
 /// infallible; [`build`](Self::build) reports the first mistake.
 #[must_use = "a builder does nothing until `build` is called"]
+#[derive(Clone)]
 pub struct TokenIssuerBuilder {
     signer: Option<Result<Signer, ConfigError>>,
     keys_twice: bool,

@@ -1,17 +1,31 @@
-//! `examples/grpc.rs` driven by a real tonic client over loopback: the bearer token travels as
+//! `examples/grpc.rs`, run as a user runs it, driven by a real tonic client over loopback: the bearer token travels as
 //! `authorization` metadata, and the client sees `Code::Unauthenticated` and
 //! `Code::PermissionDenied` with the layer's messages.
 
-#[path = "../examples/grpc.rs"]
+#[path = "support/example.rs"]
+#[allow(dead_code)]
 mod example;
 
-use tokio::net::TcpListener;
+use std::time::Duration;
+
 use tonic::{Code, Request, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+use tower_jwt_auth::TokenIssuer;
 
-const SECRET: &[u8] = b"grpc-test-secret-grpc-test-secret";
+const SECRET: &str = "grpc-test-secret-grpc-test-secret";
+
+/// Tokens as the example's issuer makes them (its `iss`, `aud` and lifetime).
+fn issuer_with(secret: &str) -> TokenIssuer {
+    TokenIssuer::builder()
+        .hs256(secret)
+        .issuer("grpc-demo")
+        .audience("health")
+        .ttl(Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
 
 async fn check(channel: &Channel, token: Option<&str>) -> Result<i32, tonic::Status> {
     let mut req = Request::new(HealthCheckRequest {
@@ -29,19 +43,12 @@ async fn check(channel: &Channel, token: Option<&str>) -> Result<i32, tonic::Sta
 
 #[tokio::test]
 async fn a_tonic_client_is_authenticated_and_authorized_by_the_layers() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let issuer = example::issuer(Some(SECRET));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let issuer = issuer.clone();
-        async move {
-            example::serve(listener, &issuer, async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
+    let server = example::Example::start(
+        "grpc",
+        &[("GRPC_ADDR", "127.0.0.1:0"), ("GRPC_JWT_SECRET", SECRET)],
+    );
+    let addr = server.addr;
+    let issuer = issuer_with(SECRET);
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -62,7 +69,7 @@ async fn a_tonic_client_is_authenticated_and_authorized_by_the_layers() {
     assert!(status.metadata().get("www-authenticate").is_some());
 
     // A forged token: UNAUTHENTICATED.
-    let forged = example::issuer(Some(b"another-secret-another-secret-32!"))
+    let forged = issuer_with("another-secret-another-secret-32!")
         .issue("alice", "health:read")
         .unwrap()
         .access_token;
@@ -78,7 +85,4 @@ async fn a_tonic_client_is_authenticated_and_authorized_by_the_layers() {
         status.message(),
         "the token does not grant the required scope"
     );
-
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
 }

@@ -1,88 +1,706 @@
-//! A minimal todo API behind `JwtAuthLayer`: argon2id login, HS256 access tokens, per-user
-//! todos, RFC 6750 errors, login throttling, logout.
+//! A todo API behind `JwtAuthLayer`: argon2id logins with the OWASP throttle, HS256 (or
+//! PEM-signed) access tokens, per-user todos, RFC 6750 errors, logout everywhere.
 //!
 //! ```sh
-//! cargo run --example todo_server
+//! cargo run --example todo_server                 # --help lists every setting
 //! curl -s -X POST localhost:3000/login -d 'username=alice&password=wonderland'
 //! curl -s localhost:3000/secure-todos -H "Authorization: Bearer $TOKEN"
 //! ```
 //!
-//! Settings come from the environment, each with a safe default: `TODO_ADDR`
-//! (`127.0.0.1:3000`), `JWT_SECRET` (at least 32 bytes; random per process when unset),
-//! `JWT_ISSUER` (`todo-server`), `JWT_AUDIENCE` (`todo-api`), `JWT_TTL_SECS` (`1800`),
-//! `LOGIN_MAX_FAILURES` (`10`), `LOGIN_LOCKOUT_SECS` (`60`), `JWT_CACHE_SIZE` (`10000` validated
-//! tokens remembered; `0` for none), and `RUST_LOG` for the log level. `REDIS_URL` (for example
-//! `redis://127.0.0.1:6379`) shares logouts and the failed-login budgets with every instance
-//! that uses the same Redis.
-//!
-//! Beyond one server: `JWT_SIGNING_KEY` (a PEM private key: Ed25519, P-256 or RSA) signs login
-//! tokens with that key and publishes the public key at `GET /.well-known/jwks.json`, so other
-//! services can validate them with this crate; `OIDC_ISSUER_URL` (discovery) or `JWKS_URL` +
-//! `JWKS_ISSUER` trusts an external identity provider's tokens too (audience `JWT_AUDIENCE`).
+//! Every setting has a safe default and an environment variable. `REDIS_URL` shares logouts
+//! and the login budgets with every instance using that Redis; `JWT_SIGNING_KEY` signs with a
+//! PEM private key and publishes its public half at `/.well-known/jwks.json`;
+//! `OIDC_ISSUER_URL` (or `JWKS_URL` with `JWKS_ISSUER`) trusts an identity provider's tokens.
 
-mod app;
-mod throttle;
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::{Arc, Mutex, atomic::AtomicU64, atomic::Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
-use std::process::ExitCode;
+use bytes::Bytes;
+use clap::Parser;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
+use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
+use tower_jwt_auth::{
+    Algorithm, AuthError, Claims, JwtAuthLayer, MAX_TTL, RequireScope, Revocations, StandardClaims,
+    TokenIssuer, TrustedIssuer,
+    jwks::JwksSource,
+    password::Passwords,
+    throttle::{LoginError, LoginThrottle, TrustedProxies},
+};
 
-use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-
-    // Configuration errors (a short JWT_SECRET, say) stop the server before it listens.
-    let config = match app::Config::from_env() {
-        Ok(config) => config,
-        Err(message) => {
-            eprintln!("todo_server: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    tracing::debug!(?config, "configuration");
-
-    let state = match app::build(&config).await {
-        Ok(state) => state,
-        Err(message) => {
-            eprintln!("todo_server: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let listener = match TcpListener::bind(config.addr).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("todo_server: cannot listen on {}: {e}", config.addr);
-            return ExitCode::FAILURE;
-        }
-    };
-    tracing::info!("listening on http://{}", config.addr);
-    app::serve(listener, state, shutdown_signal()).await;
-    ExitCode::SUCCESS
+/// The todo server's settings: `--help` lists each with its environment variable.
+#[derive(Parser)]
+#[command(about = "A todo API behind tower-jwt-auth")]
+struct Settings {
+    /// Address to listen on (port 0: any free port; the log says which).
+    #[arg(long, env = "TODO_ADDR", default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// HS256 secret, at least 32 bytes; random per process when unset.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// PEM private key (Ed25519, P-256 or RSA) to sign with instead of the secret.
+    #[arg(long, env = "JWT_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    #[arg(long, env = "JWT_ISSUER", default_value = "todo-server")]
+    issuer: String,
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "todo-api")]
+    audience: String,
+    /// Lifetime of issued tokens, in seconds (at most a day).
+    #[arg(long, env = "JWT_TTL_SECS", default_value_t = 1800)]
+    ttl_secs: u64,
+    /// Validated tokens remembered (0: none).
+    #[arg(long, env = "JWT_CACHE_SIZE", default_value_t = 10_000)]
+    cache_size: usize,
+    /// Failed logins of one (user, client) pair before it is locked.
+    #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 10)]
+    login_max_failures: u32,
+    #[arg(long, env = "LOGIN_LOCKOUT_SECS", default_value_t = 60)]
+    login_lockout_secs: u64,
+    #[arg(long, env = "LOGIN_MAX_LOCKOUT_SECS", default_value_t = 3600)]
+    login_max_lockout_secs: u64,
+    /// Failed logins of one account, from all clients, per window.
+    #[arg(long, env = "LOGIN_ACCOUNT_MAX_FAILURES", default_value_t = 100)]
+    login_account_max_failures: u32,
+    #[arg(long, env = "LOGIN_ACCOUNT_WINDOW_SECS", default_value_t = 3600)]
+    login_account_window_secs: u64,
+    /// Proxies whose X-Forwarded-For names the client (comma-separated).
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<IpAddr>,
+    /// Time to send a request head, and the longest keep-alive idle.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// An OpenID Connect provider whose access tokens are trusted too.
+    #[arg(long, env = "OIDC_ISSUER_URL", conflicts_with = "jwks_url")]
+    oidc_issuer_url: Option<String>,
+    /// A JWKS whose tokens (with `iss` = JWKS_ISSUER) are trusted too.
+    #[arg(long, env = "JWKS_URL", requires = "jwks_issuer")]
+    jwks_url: Option<String>,
+    #[arg(long, env = "JWKS_ISSUER")]
+    jwks_issuer: Option<String>,
+    /// The `typ` required of the provider's tokens.
+    #[arg(long, env = "EXTERNAL_TOKEN_TYP")]
+    external_token_typ: Option<String>,
+    /// Redis shared by every instance: logouts and login budgets.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
 }
 
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+type Server = BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
+type Owner = (String, String);
+const MAX_BODY: usize = 16 * 1024;
+const MAX_TODOS_PER_USER: usize = 1000;
+
+/// Everything the handlers share.
+struct App {
+    issuer: TokenIssuer,
+    passwords: Passwords,
+    throttle: LoginThrottle,
+    proxies: TrustedProxies,
+    /// Logouts; shared through Redis with `REDIS_URL`.
+    revocations: Revocations,
+    /// The demo users: name -> (argon2id PHC string, scopes granted).
+    users: HashMap<&'static str, (String, &'static str)>,
+    /// Each user's todos. A user is (`iss`, `sub`): `sub` is unique only within its issuer.
+    todos: Mutex<HashMap<Owner, Vec<Value>>>,
+    next_id: AtomicU64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // A configuration mistake stops the server before it listens, with the setting named.
+    match run(Settings::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("todo_server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter.unwrap_or_else(|_| "info".into()))
+        .init();
+
+    // The issuing side: this server's logins sign with a secret or a PEM key.
+    let base = TokenIssuer::builder()
+        .issuer(&s.issuer)
+        .audience(&s.audience)
+        .ttl(Duration::from_secs(s.ttl_secs));
+    let issuer = match (&s.signing_key, &s.secret) {
+        (Some(path), _) => {
+            let pem = std::fs::read(path)?;
+            // The PEM says which family it is; try each.
+            [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256]
+                .into_iter()
+                .find_map(|alg| base.clone().pem(alg, &pem).build().ok())
+                .ok_or("JWT_SIGNING_KEY is not an Ed25519, P-256 or RSA private key")?
+        }
+        (None, Some(secret)) => base.hs256(secret).build()?,
+        (None, None) => {
+            tracing::warn!("JWT_SECRET is not set: using a random per-process secret");
+            let mut secret = [0; 32];
+            getrandom::fill(&mut secret)?;
+            base.hs256(secret).build()?
         }
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+
+    // Logouts and login budgets: in this process, or shared by every instance via Redis.
+    let external = external_provider(&s)?;
+    // A "log out everywhere" must outlive every token it covers (a provider's: a day).
+    let lifetime = match external {
+        Some(_) => MAX_TTL,
+        None => Duration::from_secs(s.ttl_secs),
+    };
+    let revocations = Revocations::builder()
+        .max_token_lifetime(lifetime)
+        .key_prefix("todo-server:revocations");
+    let mut throttle = LoginThrottle::builder()
+        .max_failures(s.login_max_failures)
+        .lockout(Duration::from_secs(s.login_lockout_secs))
+        .max_lockout(Duration::from_secs(s.login_max_lockout_secs))
+        .account_max_failures(s.login_account_max_failures)
+        .account_window(Duration::from_secs(s.login_account_window_secs));
+    let revocations = match s
+        .redis_url
+        .as_deref()
+        .map(redis::Client::open)
+        .transpose()?
+    {
+        Some(redis) => {
+            throttle = throttle
+                .redis(redis.clone())
+                .key_prefix("todo-server:throttle");
+            revocations.redis(redis).await?
+        }
+        None => revocations.in_memory(),
+    };
+
+    // The validating side: this server's tokens keep every check of `issuer.layer()`
+    // (`typ` = `at+jwt`); a provider's are typed as configured, and the audience keeps its
+    // ID tokens out.
+    let auth: JwtAuthLayer = match external {
+        None => issuer.layer(),
+        Some(provider) => JwtAuthLayer::builder()
+            .trusting([issuer.trusted(), provider.audience(&s.audience)])
+            .require_claim("sub"),
     }
+    .cache(s.cache_size)
+    .max_age(lifetime) // an older token would outlive a "log out everywhere" before it
+    .revocations(revocations.clone())
+    .on_rejection(rejection)
+    .build()?;
+    let writers = RequireScope::all(["todos:write"]).on_rejection(rejection);
+
+    let passwords = Passwords::new();
+    let mut users = HashMap::new();
+    for (name, password, scope) in [
+        ("alice", "wonderland", "todos:read todos:write"),
+        ("bob", "builder", "todos:read"),
+    ] {
+        users.insert(name, (passwords.hash(password).await?, scope));
+    }
+    // The dummy hash unknown users are checked against, made now.
+    passwords.verify("warm-up", None).await?;
+    let app = Arc::new(App {
+        issuer,
+        passwords,
+        throttle: throttle.build()?,
+        proxies: TrustedProxies::new(s.trusted_proxies.clone()),
+        revocations: revocations.clone(),
+        users,
+        todos: Mutex::default(),
+        next_id: AtomicU64::new(1),
+    });
+
+    // One stack per kind of access, all ending in the same handler: this is where
+    // `JwtAuthLayer` and `RequireScope` come in.
+    let handler = service_fn(move |req| handle(app.clone(), req));
+    let public = BoxCloneSyncService::new(handler.clone());
+    let authenticated = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(|res: Response<_>| res.map(BodyExt::boxed))
+            .layer(auth.clone())
+            .service(handler.clone()),
+    );
+    let writer = BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(|res: Response<_>| res.map(BodyExt::boxed))
+            .layer(auth)
+            .layer(writers)
+            .service(handler),
+    );
+    let service = ServiceBuilder::new()
+        .map_response(|res: Response<_>| res.map(BodyExt::boxed))
+        // Before the trace layer: no log line, at any level, shows a credential.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+        .layer(TraceLayer::new_for_http())
+        .service(service_fn(move |mut req: Request<Incoming>| {
+            let (access, route) = route(req.method(), req.uri().path());
+            req.extensions_mut().insert(route);
+            match access {
+                Access::Public => public.clone(),
+                Access::Authenticated => authenticated.clone(),
+                Access::Writer => writer.clone(),
+            }
+            .oneshot(req)
+        }));
+
+    let listener = TcpListener::bind(s.addr).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    serve(listener, BoxCloneSyncService::new(service), &s).await;
+    // Logouts made while Redis was unreachable wait in memory until Redis has them.
+    if !revocations.flush(Duration::from_secs(5)).await {
+        tracing::warn!("some logouts never reached Redis; other instances do not know them");
+    }
+    Ok(())
+}
+
+/// `OIDC_ISSUER_URL` (keys through discovery) or `JWKS_URL` with `JWKS_ISSUER`.
+fn external_provider(s: &Settings) -> Result<Option<TrustedIssuer>, Box<dyn std::error::Error>> {
+    let (iss, jwks) = match (&s.oidc_issuer_url, &s.jwks_url, &s.jwks_issuer) {
+        (Some(iss), _, _) => (iss, JwksSource::discover(iss).build()?),
+        (None, Some(url), Some(iss)) => (iss, JwksSource::builder(url).build()?),
+        _ => return Ok(None),
+    };
+    tracing::info!(issuer = %iss, "also trusting an external identity provider");
+    let provider = TrustedIssuer::new(iss, jwks);
+    Ok(Some(match &s.external_token_typ {
+        Some(typ) => provider.typ(typ),
+        None => provider,
+    }))
+}
+
+/// HTTP/1.1 and h2c on one port until Ctrl-C or SIGTERM, then a drain of open connections.
+/// A client gets `HEADER_READ_TIMEOUT_SECS` to send a request head (and no longer idle on a
+/// keep-alive connection); at most `MAX_CONNECTIONS` are open (more wait in the backlog).
+async fn serve(listener: TcpListener, service: Server, s: &Settings) {
+    let timeout = Duration::from_secs(s.header_read_timeout_secs);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(timeout)
+        .keep_alive_timeout(timeout)
+        .max_concurrent_streams(64);
+    let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(s.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let accepted = tokio::select! {
+            accepted = async {
+                let slot = open.clone().acquire_owned().await;
+                (slot, listener.accept().await)
+            } => accepted,
+            () = &mut shutdown => break,
+        };
+        let (Ok(slot), Ok((stream, peer))) = accepted else {
+            continue;
+        };
+        // The client address keys the login throttle.
+        let svc = service.clone().map_request(move |mut req: Request<_>| {
+            req.extensions_mut().insert(peer);
+            req
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining open connections");
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s; closing them");
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy)]
+enum Access {
+    Public,
+    /// A valid token: `JwtAuthLayer` checks it and puts its claims in the request.
+    Authenticated,
+    /// A valid token that grants `todos:write`: `JwtAuthLayer`, then `RequireScope`.
+    Writer,
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Login,
+    Health,
+    PublicTodos,
+    Jwks,
+    Me,
+    ListTodos,
+    CreateTodo,
+    DeleteTodo,
+    Logout,
+    LogoutAll,
+    /// A known path with another method, and the methods it allows.
+    MethodNotAllowed(&'static str),
+    NotFound,
+}
+
+/// Every route and who may call it: the one place to read the API. A known path with
+/// another method is 405 after the same authentication, so a protected path tells a caller
+/// without a token nothing. `HEAD` is `GET` without the body, which hyper leaves out.
+fn route(method: &Method, path: &str) -> (Access, Route) {
+    use {Access::*, Route::*};
+    let get = method == Method::GET || method == Method::HEAD;
+    let post = method == Method::POST;
+    let todo = path.starts_with("/secure-todos/");
+    match path {
+        "/login" if post => (Public, Login),
+        "/health" if get => (Public, Health),
+        "/todos" if get => (Public, PublicTodos),
+        "/.well-known/jwks.json" if get => (Public, Jwks),
+        "/me" if get => (Authenticated, Me),
+        "/secure-todos" if get => (Authenticated, ListTodos),
+        "/logout" if post => (Authenticated, Logout),
+        "/logout/all" if post => (Authenticated, LogoutAll),
+        "/secure-todos" if post => (Writer, CreateTodo),
+        _ if todo && method == Method::DELETE => (Writer, DeleteTodo),
+        "/login" => (Public, MethodNotAllowed("POST")),
+        "/health" | "/todos" | "/.well-known/jwks.json" => (Public, MethodNotAllowed("GET, HEAD")),
+        "/me" => (Authenticated, MethodNotAllowed("GET, HEAD")),
+        "/secure-todos" => (Authenticated, MethodNotAllowed("GET, HEAD, POST")),
+        "/logout" | "/logout/all" => (Authenticated, MethodNotAllowed("POST")),
+        _ if todo => (Authenticated, MethodNotAllowed("DELETE")),
+        _ => (Public, NotFound),
+    }
+}
+
+/// Answers a request that [`route`] routed and its stack let through.
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let route = req.extensions().get().copied().unwrap_or(Route::NotFound);
+    // Behind `JwtAuthLayer` the claims are there; a public route has none.
+    let claims = req.extensions().get::<Claims<StandardClaims>>().cloned();
+    let user = claims
+        .as_ref()
+        .and_then(|c| c.principal())
+        .map(|(i, s)| (i.to_owned(), s.to_owned()));
+    Ok(match (route, claims, user) {
+        (Route::Login, ..) => login(&app, req).await,
+        (Route::Health, ..) => json(StatusCode::OK, &json!({"status": "ok"})),
+        (Route::PublicTodos, ..) => json(
+            StatusCode::OK,
+            &json!([
+                {"id": 1, "title": "Read the authentication chapter", "done": true},
+                {"id": 2, "title": "Log in and create a todo of your own", "done": false},
+            ]),
+        ),
+        // Other services validate this server's tokens with this key.
+        (Route::Jwks, ..) => match app.issuer.public_jwk() {
+            Some(jwk) => json(StatusCode::OK, &json!({ "keys": [jwk] })),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "tokens are signed with a shared secret",
+            ),
+        },
+        (Route::MethodNotAllowed(allow), ..) => {
+            let mut res = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            res
+        }
+        (Route::Me, Some(claims), _) => json(StatusCode::OK, &*claims),
+        (Route::ListTodos, _, Some(user)) => json(
+            StatusCode::OK,
+            &app.todos
+                .lock()
+                .unwrap()
+                .get(&user)
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        (Route::CreateTodo, _, Some(user)) => {
+            match read_body(req).await.map(|b| serde_json::from_slice(&b)) {
+                Err(res) => res,
+                Ok(Err(_)) => error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "expected a JSON body {\"title\": \"...\"}",
+                ),
+                Ok(Ok(NewTodo { title }))
+                    if title.trim().is_empty() || title.trim().chars().count() > 200 =>
+                {
+                    error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "the title must have 1 to 200 characters",
+                    )
+                }
+                Ok(Ok(NewTodo { title })) => {
+                    let mut todos = app.todos.lock().unwrap();
+                    let mine = todos.entry(user).or_default();
+                    if mine.len() >= MAX_TODOS_PER_USER {
+                        return Ok(error(
+                            StatusCode::CONFLICT,
+                            "too many todos: delete some before adding more",
+                        ));
+                    }
+                    let id = app.next_id.fetch_add(1, Ordering::Relaxed);
+                    let todo = json!({"id": id, "title": title.trim(), "done": false});
+                    mine.push(todo.clone());
+                    let mut res = json(StatusCode::CREATED, &todo);
+                    res.headers_mut().insert(
+                        header::LOCATION,
+                        format!("/secure-todos/{id}").parse().unwrap(),
+                    );
+                    res
+                }
+            }
+        }
+        (Route::DeleteTodo, _, Some(user)) => {
+            let id = req.uri().path()["/secure-todos/".len()..]
+                .parse::<u64>()
+                .ok();
+            let mut todos = app.todos.lock().unwrap();
+            let mine = todos.entry(user).or_default();
+            match mine
+                .iter()
+                .position(|t| id.is_some() && t["id"] == json!(id))
+            {
+                Some(i) => {
+                    mine.remove(i);
+                    no_content()
+                }
+                None => error(StatusCode::NOT_FOUND, "no such todo"),
+            }
+        }
+        // `/logout` revokes this token (which needs a `jti`), `/logout/all` every token of the
+        // user issued until now, on every instance sharing the revocations.
+        (Route::Logout, Some(claims), Some((iss, _))) => match (&claims.jti, claims.exp) {
+            (Some(jti), Some(exp)) => {
+                app.revocations.revoke_token(&iss, jti, exp);
+                published(&app).await
+            }
+            _ => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this token has no jti to revoke; use /logout/all",
+            ),
+        },
+        (Route::LogoutAll, _, Some((iss, sub))) => {
+            app.revocations.revoke_subject(&iss, &sub);
+            // `iat` counts whole seconds and the revocation covers this one: answer when it
+            // is over, so that a login after the answer gets a token it does not cover.
+            let into = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos();
+            tokio::time::sleep(Duration::from_secs(1) - Duration::from_nanos(into.into())).await;
+            published(&app).await
+        }
+        (Route::Me | Route::Logout, ..) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this token has no subject",
+        ),
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    })
+}
+
+/// `204` once a logout has reached Redis (at once without Redis); `503` when it could not
+/// within a short bound: it still applies here, and reaches Redis when Redis is back.
+async fn published(app: &App) -> Response<Body> {
+    if app.revocations.flush(Duration::from_secs(2)).await {
+        return no_content();
+    }
+    tracing::warn!("a logout did not reach Redis; other instances do not know it yet");
+    let mut res = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the logout could not be shared; try again",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    res
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NewTodo {
+    title: String,
+}
+
+/// `POST /login`: the OAuth2 password form (or JSON) in, a bearer token out.
+async fn login(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let peer = req
+        .extensions()
+        .get::<SocketAddr>()
+        .map_or([0; 4].into(), SocketAddr::ip);
+    let client = app.proxies.client_ip(peer, req.headers());
+    let media = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let media = media
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(res) => return res,
+    };
+    let form: Option<LoginForm> = match media.as_str() {
+        "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(&body).ok(),
+        "application/json" => serde_json::from_slice(&body).ok(),
+        _ => {
+            let detail = "send application/x-www-form-urlencoded or application/json";
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, detail);
+        }
+    };
+    let Some(form) = form else {
+        return error(StatusCode::BAD_REQUEST, "malformed login body");
+    };
+    let (Some(username), Some(password)) = (form.username, form.password) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "username and password are required",
+        );
+    };
+    if password.len() > tower_jwt_auth::password::MAX_PASSWORD_LEN || username.len() > 256 {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "username or password too long",
+        );
+    }
+    // An unknown user is checked against a dummy hash: same time, same answer.
+    let user = app.users.get(username.as_str());
+    let phc = user.map(|(phc, _)| phc.as_str());
+    let (status, detail, retry) = match app
+        .throttle
+        .verify(&app.passwords, &username, client, &password, phc)
+        .await
+    {
+        Ok(true) => match app.issuer.issue(&username, user.map_or("", |u| u.1)) {
+            Ok(token) => {
+                tracing::info!(user = %username, "login succeeded");
+                return json(StatusCode::OK, &token);
+            }
+            Err(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not issue a token",
+                None,
+            ),
+        },
+        Ok(false) => (
+            StatusCode::UNAUTHORIZED,
+            "Invalid username or password",
+            None,
+        ),
+        Err(LoginError::Throttled(t)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins; try again later",
+            Some(t.retry_after_secs()),
+        ),
+        // A login storm: refuse quickly rather than queue without limit.
+        Err(LoginError::Busy) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many logins at once; try again shortly",
+            Some(1),
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not verify the password",
+            None,
+        ),
+    };
+    tracing::info!(status = status.as_u16(), "login refused");
+    let mut res = error(status, detail);
+    if let Some(secs) = retry {
+        res.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+    res
+}
+
+/// The whole body, at most `MAX_BODY` bytes: `413` past the limit, `400` if it breaks.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        )),
+        Err(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read",
+        )),
+    }
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).expect("plain data serializes");
+    let mut res = Response::new(Full::from(body).boxed());
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Every error has one body shape, `{"detail": "..."}` (the seed app's FastAPI shape).
+fn error(status: StatusCode, detail: &str) -> Response<Body> {
+    json(status, &json!({ "detail": detail }))
+}
+
+/// The layers' rejections in the same shape, keeping their status and headers (the RFC 6750
+/// challenge with its error code, or `Retry-After`).
+fn rejection(error: &AuthError, realm: &str) -> Response<Bytes> {
+    let detail = serde_json::to_vec(&json!({ "detail": error.description() })).unwrap_or_default();
+    error.response(realm).map(|_| Bytes::from(detail))
+}
+
+fn no_content() -> Response<Body> {
+    let mut res = Response::new(Full::default().boxed());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    res
 }

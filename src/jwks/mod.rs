@@ -21,9 +21,11 @@
 //!
 //! # #[tokio::main] async fn main() -> Result<(), tower_jwt_auth::ConfigError> {
 //! let keys = JwksSource::discover("https://idp.example.com/realms/acme").build()?;
-//! let layer = JwtAuthLayer::<StandardClaims>::builder().key_source(keys).build().unwrap()
-//!     .issuer("https://idp.example.com/realms/acme")?
-//!     .audience("todo-api");
+//! let layer = JwtAuthLayer::<StandardClaims>::builder()
+//!     .key_source(keys)
+//!     .issuer("https://idp.example.com/realms/acme")
+//!     .audience("todo-api")
+//!     .build()?;
 //! # Ok(())
 //! # }
 //! ```

@@ -57,8 +57,10 @@ pub enum OutOfSync {
 ///
 /// # fn main() -> Result<(), tower_jwt_auth::ConfigError> {
 /// let revocations = Revocations::in_memory();
-/// let layer = JwtAuthLayer::<StandardClaims>::builder().hs256(b"an example secret of at least 32 bytes").build()?
-///     .revocations(revocations.clone());
+/// let layer = JwtAuthLayer::<StandardClaims>::builder()
+///     .hs256(b"an example secret of at least 32 bytes")
+///     .revocations(revocations.clone())
+///     .build()?;
 /// // On logout, with the claims of the presented token:
 /// revocations.revoke_token("https://issuer.example", "the token's jti", 1_900_000_000);
 /// // On a password change:

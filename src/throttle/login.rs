@@ -7,7 +7,10 @@ use super::{
     Client,
     local::{Key, Local},
 };
-use crate::ConfigError;
+use crate::{
+    ConfigError,
+    password::{PasswordError, Passwords},
+};
 
 /// How many (user, client) pairs, accounts and known logins each in-process table holds at
 /// most, by default.
@@ -260,6 +263,85 @@ impl LoginThrottle {
             #[cfg(feature = "redis")]
             shared: false,
         })
+    }
+}
+
+/// Why [`LoginThrottle::verify`] could not say whether a password is right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// The pair or the account is locked: answer `429` with this `Retry-After`.
+    Throttled(Throttled),
+    /// Every password worker is busy: answer `503` with a short `Retry-After`. The attempt
+    /// was refunded.
+    Busy,
+    /// The password could not be checked (too long, a corrupt stored hash). The attempt
+    /// was refunded.
+    Password(PasswordError),
+}
+
+impl fmt::Display for LoginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Throttled(throttled) => throttled.fmt(f),
+            Self::Busy => f.write_str("too many logins at once; try again shortly"),
+            Self::Password(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LoginError {}
+
+impl LoginThrottle {
+    /// The whole protocol in one call: [`begin`](Self::begin) (counted before the password
+    /// is checked), [`Passwords::verify`] against `phc` (`None` for an unknown user: the same
+    /// work and answer as a wrong password), then [`Attempt::succeeded`] for a right
+    /// password, the failure kept for a wrong one, or [`Attempt::refund`] when the password
+    /// was never checked.
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    ///
+    /// use tower_jwt_auth::{password::Passwords, throttle::LoginThrottle};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let passwords = Passwords::new();
+    /// let throttle = LoginThrottle::builder().build()?;
+    /// let phc = passwords.hash("wonderland").await?;
+    /// let client: IpAddr = "192.0.2.7".parse()?;
+    /// assert!(throttle.verify(&passwords, "alice", client, "wonderland", Some(&phc)).await?);
+    /// assert!(!throttle.verify(&passwords, "alice", client, "guess", Some(&phc)).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn verify(
+        &self,
+        passwords: &Passwords,
+        user: &str,
+        client: impl Into<Client>,
+        password: &str,
+        phc: Option<&str>,
+    ) -> Result<bool, LoginError> {
+        let attempt = self
+            .begin(user, client)
+            .await
+            .map_err(LoginError::Throttled)?;
+        match passwords.verify(password, phc).await {
+            Ok(true) if phc.is_some() => {
+                attempt.succeeded().await;
+                Ok(true)
+            }
+            // Already counted when it was admitted.
+            Ok(_) => Ok(false),
+            Err(error) => {
+                attempt.refund().await;
+                Err(match error {
+                    PasswordError::Busy => LoginError::Busy,
+                    error => LoginError::Password(error),
+                })
+            }
+        }
     }
 }
 

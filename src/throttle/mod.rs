@@ -1,7 +1,7 @@
 //! Login throttling after the OWASP authentication cheat sheet (feature `password`).
 //!
 //! [`LoginThrottle`] sits in front of [`Passwords::verify`](crate::password::Passwords::verify)
-//! in a login handler:
+//! in a login handler ([`LoginThrottle::verify`] runs both):
 //!
 //! - **Per (username, client)**: `max_failures` failed attempts lock the pair out for
 //!   `lockout`; each further lockout of the same pair doubles, up to `max_lockout`. A
@@ -47,7 +47,7 @@
 //!     drop(attempt);
 //! }
 //! let locked = throttle.begin("alice", client).await.unwrap_err();
-//! assert_eq!(locked.retry_after(), Duration::from_secs(60));
+//! assert_eq!(locked.retry_after_secs(), 60);
 //! # Ok(())
 //! # }
 //! ```
@@ -59,4 +59,6 @@ mod login;
 mod shared;
 
 pub use client::{Client, TrustedProxies};
-pub use login::{Attempt, LoginThrottle, LoginThrottleBuilder, Throttled};
+pub use login::{
+    Attempt, DEFAULT_CAPACITY, LoginError, LoginThrottle, LoginThrottleBuilder, Throttled,
+};

@@ -147,6 +147,16 @@ pub(crate) fn strip_media_prefix(typ: &str) -> &str {
     }
 }
 
+/// A `typ` to require, without its optional `application/` prefix: one or more visible
+/// ASCII characters and no space (a media type, RFC 7515 4.1.9).
+pub(crate) fn valid_typ(typ: &str) -> Result<&str, ConfigError> {
+    let bare = strip_media_prefix(typ);
+    if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::InvalidType(typ.to_owned()));
+    }
+    Ok(bare)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,14 +198,4 @@ mod tests {
         assert_eq!(strip_media_prefix("Application/AT+JWT"), "AT+JWT");
         assert_eq!(strip_media_prefix("JWT"), "JWT");
     }
-}
-
-/// A `typ` to require, without its optional `application/` prefix: one or more visible
-/// ASCII characters and no space (a media type, RFC 7515 4.1.9).
-pub(crate) fn valid_typ(typ: &str) -> Result<&str, ConfigError> {
-    let bare = strip_media_prefix(typ);
-    if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ConfigError::InvalidType(typ.to_owned()));
-    }
-    Ok(bare)
 }
