@@ -208,6 +208,25 @@ impl TokenIssuerBuilder {
         self.signer(signer)
     }
 
+    /// Signs with a PEM private key whose type picks the algorithm: Ed25519 signs `EdDSA`,
+    /// a P-256 key `ES256`, a P-384 key `ES384`, an RSA key `RS256`. For a key file whose
+    /// type the operator chose, as `JWT_SIGNING_KEY` in the todo example.
+    pub fn private_key_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        let pem = pem.as_ref();
+        let signer = [
+            Algorithm::EdDSA,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::RS256,
+        ]
+        .into_iter()
+        .find_map(|alg| Signer::pem(alg, pem).ok())
+        .ok_or(ConfigError::InvalidKey(
+            "TokenIssuerBuilder::private_key_pem: not an Ed25519, P-256, P-384 or RSA private key",
+        ));
+        self.signer(signer)
+    }
+
     /// The `iss` of issued tokens.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = issuer.into();

@@ -12,13 +12,16 @@
 //! PEM private key and publishes its public half at `/.well-known/jwks.json`;
 //! `OIDC_ISSUER_URL` (or `JWKS_URL` with `JWKS_ISSUER`) trusts an identity provider's tokens.
 
+// Handlers refuse with `Err(response)`: both sides are responses, boxing one gains nothing.
+#![allow(clippy::result_large_err)]
+
 use std::{
     collections::HashMap,
     convert::Infallible,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::{Arc, Mutex, atomic::AtomicU64, atomic::Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -37,7 +40,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
 use tower_jwt_auth::{
-    Algorithm, AuthError, Claims, JwtAuthLayer, MAX_TTL, RequireScope, Revocations, StandardClaims,
+    AuthError, Claims, JwtAuthLayer, MAX_TTL, RequireScope, Revocations, StandardClaims,
     TokenIssuer, TrustedIssuer,
     jwks::JwksSource,
     password::Passwords,
@@ -148,22 +151,16 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         .audience(&s.audience)
         .ttl(Duration::from_secs(s.ttl_secs));
     let issuer = match (&s.signing_key, &s.secret) {
-        (Some(path), _) => {
-            let pem = std::fs::read(path)?;
-            // The PEM says which family it is; try each.
-            [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256]
-                .into_iter()
-                .find_map(|alg| base.clone().pem(alg, &pem).build().ok())
-                .ok_or("JWT_SIGNING_KEY is not an Ed25519, P-256 or RSA private key")?
-        }
-        (None, Some(secret)) => base.hs256(secret).build()?,
+        (Some(path), _) => base.private_key_pem(std::fs::read(path)?),
+        (None, Some(secret)) => base.hs256(secret),
         (None, None) => {
             tracing::warn!("JWT_SECRET is not set: using a random per-process secret");
             let mut secret = [0; 32];
             getrandom::fill(&mut secret)?;
-            base.hs256(secret).build()?
+            base.hs256(secret)
         }
-    };
+    }
+    .build()?;
 
     // Logouts and login budgets: in this process, or shared by every instance via Redis.
     let external = external_provider(&s)?;
@@ -411,147 +408,132 @@ fn route(method: &Method, path: &str) -> (Access, Route) {
     }
 }
 
-/// Answers a request that [`route`] routed and its stack let through.
+/// A handler's answer: a response, or a refusal that is a response too (so `?` can refuse).
+type Answer = Result<Response<Body>, Response<Body>>;
+
+/// Answers a request that [`route`] routed and its stack let through. Behind `JwtAuthLayer`
+/// the claims are in the extensions; the layer requires `sub` and `iss`, so a user is there.
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let route = req.extensions().get().copied().unwrap_or(Route::NotFound);
-    // Behind `JwtAuthLayer` the claims are there; a public route has none.
     let claims = req.extensions().get::<Claims<StandardClaims>>().cloned();
-    let user = claims
-        .as_ref()
-        .and_then(|c| c.principal())
-        .map(|(i, s)| (i.to_owned(), s.to_owned()));
-    Ok(match (route, claims, user) {
-        (Route::Login, ..) => login(&app, req).await,
-        (Route::Health, ..) => json(StatusCode::OK, &json!({"status": "ok"})),
-        (Route::PublicTodos, ..) => json(
+    let claims = claims.as_deref();
+    let user = claims.and_then(StandardClaims::principal);
+    let owner = user
+        .map(|(iss, sub)| (iss.to_owned(), sub.to_owned()))
+        .unwrap_or_default();
+    let answer = match route {
+        Route::Login => login(&app, req).await,
+        Route::Health => Ok(json(StatusCode::OK, &json!({"status": "ok"}))),
+        Route::PublicTodos => Ok(json(
             StatusCode::OK,
             &json!([
                 {"id": 1, "title": "Read the authentication chapter", "done": true},
                 {"id": 2, "title": "Log in and create a todo of your own", "done": false},
             ]),
-        ),
+        )),
         // Other services validate this server's tokens with this key.
-        (Route::Jwks, ..) => match app.issuer.public_jwk() {
-            Some(jwk) => json(StatusCode::OK, &json!({ "keys": [jwk] })),
-            None => error(
+        Route::Jwks => match app.issuer.public_jwk() {
+            Some(jwk) => Ok(json(StatusCode::OK, &json!({ "keys": [jwk] }))),
+            None => Err(error(
                 StatusCode::NOT_FOUND,
                 "tokens are signed with a shared secret",
-            ),
+            )),
         },
-        (Route::MethodNotAllowed(allow), ..) => {
-            let mut res = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-            res
+        Route::Me => Ok(json(StatusCode::OK, &claims)),
+        Route::ListTodos => {
+            let todos = app.todos.lock().unwrap();
+            Ok(json(
+                StatusCode::OK,
+                &todos.get(&owner).cloned().unwrap_or_default(),
+            ))
         }
-        (Route::Me, Some(claims), _) => json(StatusCode::OK, &*claims),
-        (Route::ListTodos, _, Some(user)) => json(
-            StatusCode::OK,
-            &app.todos
-                .lock()
-                .unwrap()
-                .get(&user)
-                .cloned()
-                .unwrap_or_default(),
-        ),
-        (Route::CreateTodo, _, Some(user)) => {
-            match read_body(req).await.map(|b| serde_json::from_slice(&b)) {
-                Err(res) => res,
-                Ok(Err(_)) => error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "expected a JSON body {\"title\": \"...\"}",
-                ),
-                Ok(Ok(NewTodo { title }))
-                    if title.trim().is_empty() || title.trim().chars().count() > 200 =>
-                {
-                    error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "the title must have 1 to 200 characters",
-                    )
-                }
-                Ok(Ok(NewTodo { title })) => {
-                    let mut todos = app.todos.lock().unwrap();
-                    let mine = todos.entry(user).or_default();
-                    if mine.len() >= MAX_TODOS_PER_USER {
-                        return Ok(error(
-                            StatusCode::CONFLICT,
-                            "too many todos: delete some before adding more",
-                        ));
-                    }
-                    let id = app.next_id.fetch_add(1, Ordering::Relaxed);
-                    let todo = json!({"id": id, "title": title.trim(), "done": false});
-                    mine.push(todo.clone());
-                    let mut res = json(StatusCode::CREATED, &todo);
-                    res.headers_mut().insert(
-                        header::LOCATION,
-                        format!("/secure-todos/{id}").parse().unwrap(),
-                    );
-                    res
-                }
-            }
-        }
-        (Route::DeleteTodo, _, Some(user)) => {
+        Route::CreateTodo => create_todo(&app, owner, req).await,
+        Route::DeleteTodo => {
             let id = req.uri().path()["/secure-todos/".len()..]
                 .parse::<u64>()
                 .ok();
             let mut todos = app.todos.lock().unwrap();
-            let mine = todos.entry(user).or_default();
+            let mine = todos.entry(owner).or_default();
             match mine
                 .iter()
                 .position(|t| id.is_some() && t["id"] == json!(id))
             {
-                Some(i) => {
-                    mine.remove(i);
-                    no_content()
-                }
-                None => error(StatusCode::NOT_FOUND, "no such todo"),
+                Some(i) => Ok(no_content(mine.remove(i))),
+                None => Err(error(StatusCode::NOT_FOUND, "no such todo")),
             }
         }
-        // `/logout` revokes this token (which needs a `jti`), `/logout/all` every token of the
-        // user issued until now, on every instance sharing the revocations.
-        (Route::Logout, Some(claims), Some((iss, _))) => match (&claims.jti, claims.exp) {
+        // `/logout` revokes this token (it needs a `jti`), `/logout/all` every token of the
+        // user issued until now, on every instance that shares the revocations.
+        Route::Logout => match (
+            claims.and_then(|c| c.jti.as_deref()),
+            claims.and_then(|c| c.exp),
+        ) {
             (Some(jti), Some(exp)) => {
-                app.revocations.revoke_token(&iss, jti, exp);
+                app.revocations.revoke_token(&owner.0, jti, exp);
                 published(&app).await
             }
-            _ => error(
+            _ => Err(error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "this token has no jti to revoke; use /logout/all",
-            ),
+            )),
         },
-        (Route::LogoutAll, _, Some((iss, sub))) => {
-            app.revocations.revoke_subject(&iss, &sub);
-            // `iat` counts whole seconds and the revocation covers this one: answer when it
-            // is over, so that a login after the answer gets a token it does not cover.
-            let into = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .subsec_nanos();
-            tokio::time::sleep(Duration::from_secs(1) - Duration::from_nanos(into.into())).await;
+        Route::LogoutAll => {
+            // Answered once the second it covers is over: a login after the answer works.
+            tokio::time::sleep(app.revocations.revoke_subject(&owner.0, &owner.1)).await;
             published(&app).await
         }
-        (Route::Me | Route::Logout, ..) => error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "this token has no subject",
-        ),
-        _ => error(StatusCode::NOT_FOUND, "not found"),
-    })
+        Route::MethodNotAllowed(allow) => {
+            let mut res = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            Err(res)
+        }
+        Route::NotFound => Err(error(StatusCode::NOT_FOUND, "not found")),
+    };
+    Ok(answer.unwrap_or_else(|refusal| refusal))
+}
+
+#[derive(Deserialize)]
+struct NewTodo {
+    title: String,
+}
+
+/// `POST /secure-todos`: `{"title": "..."}` in, the new todo out, with its `Location`.
+async fn create_todo(app: &App, owner: Owner, req: Request<Incoming>) -> Answer {
+    let unprocessable = |detail| error(StatusCode::UNPROCESSABLE_ENTITY, detail);
+    let new: NewTodo = serde_json::from_slice(&read_body(req).await?)
+        .map_err(|_| unprocessable("expected a JSON body {\"title\": \"...\"}"))?;
+    let title = new.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(unprocessable("the title must have 1 to 200 characters"));
+    }
+    let mut todos = app.todos.lock().unwrap();
+    let mine = todos.entry(owner).or_default();
+    if mine.len() >= MAX_TODOS_PER_USER {
+        return Err(error(
+            StatusCode::CONFLICT,
+            "too many todos: delete some before adding more",
+        ));
+    }
+    let id = app.next_id.fetch_add(1, Ordering::Relaxed);
+    mine.push(json!({"id": id, "title": title, "done": false}));
+    let mut res = json(StatusCode::CREATED, mine.last().unwrap());
+    res.headers_mut().insert(
+        header::LOCATION,
+        format!("/secure-todos/{id}").parse().unwrap(),
+    );
+    Ok(res)
 }
 
 /// `204` once a logout has reached Redis (at once without Redis); `503` when it could not
-/// within a short bound: it still applies here, and reaches Redis when Redis is back.
-async fn published(app: &App) -> Response<Body> {
+/// within a short bound: it holds here, and reaches Redis when Redis is back.
+async fn published(app: &App) -> Answer {
     if app.revocations.flush(Duration::from_secs(2)).await {
-        return no_content();
+        return Ok(no_content(()));
     }
     tracing::warn!("a logout did not reach Redis; other instances do not know it yet");
-    let mut res = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the logout could not be shared; try again",
-    );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    res
+    let detail = "the logout could not be shared; try again";
+    Err(retry(error(StatusCode::SERVICE_UNAVAILABLE, detail), 5))
 }
 
 #[derive(Deserialize)]
@@ -560,13 +542,8 @@ struct LoginForm {
     password: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct NewTodo {
-    title: String,
-}
-
 /// `POST /login`: the OAuth2 password form (or JSON) in, a bearer token out.
-async fn login(app: &App, req: Request<Incoming>) -> Response<Body> {
+async fn login(app: &App, req: Request<Incoming>) -> Answer {
     let peer = req
         .extensions()
         .get::<SocketAddr>()
@@ -583,80 +560,63 @@ async fn login(app: &App, req: Request<Incoming>) -> Response<Body> {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let body = match read_body(req).await {
-        Ok(body) => body,
-        Err(res) => return res,
-    };
+    let body = read_body(req).await?;
     let form: Option<LoginForm> = match media.as_str() {
         "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(&body).ok(),
         "application/json" => serde_json::from_slice(&body).ok(),
         _ => {
             let detail = "send application/x-www-form-urlencoded or application/json";
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, detail);
+            return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, detail));
         }
     };
-    let Some(form) = form else {
-        return error(StatusCode::BAD_REQUEST, "malformed login body");
-    };
+    let form = form.ok_or_else(|| error(StatusCode::BAD_REQUEST, "malformed login body"))?;
+    let unprocessable = |detail| error(StatusCode::UNPROCESSABLE_ENTITY, detail);
     let (Some(username), Some(password)) = (form.username, form.password) else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "username and password are required",
-        );
+        return Err(unprocessable("username and password are required"));
     };
     if password.len() > tower_jwt_auth::password::MAX_PASSWORD_LEN || username.len() > 256 {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "username or password too long",
-        );
+        return Err(unprocessable("username or password too long"));
     }
-    // An unknown user is checked against a dummy hash: same time, same answer.
-    let user = app.users.get(username.as_str());
-    let phc = user.map(|(phc, _)| phc.as_str());
-    let (status, detail, retry) = match app
+    // Counted before the password is checked; an unknown user is checked against a dummy
+    // hash: same time, same answer.
+    let (phc, scope) = app
+        .users
+        .get(username.as_str())
+        .map_or((None, ""), |(phc, scope)| (Some(phc.as_str()), *scope));
+    let refused = |status, detail| Err(error(status, detail));
+    match app
         .throttle
         .verify(&app.passwords, &username, client, &password, phc)
         .await
     {
-        Ok(true) => match app.issuer.issue(&username, user.map_or("", |u| u.1)) {
+        Ok(true) => match app.issuer.issue(&username, scope) {
             Ok(token) => {
                 tracing::info!(user = %username, "login succeeded");
-                return json(StatusCode::OK, &token);
+                Ok(json(StatusCode::OK, &token))
             }
-            Err(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "could not issue a token",
-                None,
-            ),
+            Err(_) => refused(StatusCode::INTERNAL_SERVER_ERROR, "could not issue a token"),
         },
-        Ok(false) => (
-            StatusCode::UNAUTHORIZED,
-            "Invalid username or password",
-            None,
-        ),
-        Err(LoginError::Throttled(t)) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed logins; try again later",
-            Some(t.retry_after_secs()),
-        ),
+        Ok(false) => refused(StatusCode::UNAUTHORIZED, "Invalid username or password"),
+        Err(LoginError::Throttled(t)) => {
+            let res = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; try again later",
+            );
+            Err(retry(res, t.retry_after_secs()))
+        }
         // A login storm: refuse quickly rather than queue without limit.
-        Err(LoginError::Busy) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many logins at once; try again shortly",
-            Some(1),
-        ),
-        Err(_) => (
+        Err(LoginError::Busy) => {
+            let res = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many logins at once; try again shortly",
+            );
+            Err(retry(res, 1))
+        }
+        Err(_) => refused(
             StatusCode::INTERNAL_SERVER_ERROR,
             "could not verify the password",
-            None,
         ),
-    };
-    tracing::info!(status = status.as_u16(), "login refused");
-    let mut res = error(status, detail);
-    if let Some(secs) = retry {
-        res.headers_mut().insert(header::RETRY_AFTER, secs.into());
     }
-    res
 }
 
 /// The whole body, at most `MAX_BODY` bytes: `413` past the limit, `400` if it breaks.
@@ -692,14 +652,21 @@ fn error(status: StatusCode, detail: &str) -> Response<Body> {
     json(status, &json!({ "detail": detail }))
 }
 
-/// The layers' rejections in the same shape, keeping their status and headers (the RFC 6750
+/// The layers' rejections in the same shape, with their status and headers (the RFC 6750
 /// challenge with its error code, or `Retry-After`).
 fn rejection(error: &AuthError, realm: &str) -> Response<Bytes> {
-    let detail = serde_json::to_vec(&json!({ "detail": error.description() })).unwrap_or_default();
-    error.response(realm).map(|_| Bytes::from(detail))
+    let detail = serde_json::to_vec(&json!({ "detail": error.description() }));
+    error
+        .response(realm)
+        .map(|_| Bytes::from(detail.unwrap_or_default()))
 }
 
-fn no_content() -> Response<Body> {
+fn retry(mut res: Response<Body>, secs: u64) -> Response<Body> {
+    res.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    res
+}
+
+fn no_content<T>(_: T) -> Response<Body> {
     let mut res = Response::new(Full::default().boxed());
     *res.status_mut() = StatusCode::NO_CONTENT;
     res

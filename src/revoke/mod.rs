@@ -251,8 +251,17 @@ impl Revocations {
     /// every token older than the entries last (and every token without `iat`). "Now" is this machine's clock and
     /// `iat` the issuer's: keep them synchronised (NTP), or use
     /// [`revoke_subject_issued_until`](Self::revoke_subject_issued_until) with a margin.
-    pub fn revoke_subject(&self, iss: &str, sub: &str) {
-        self.revoke_subject_issued_until(iss, sub, jsonwebtoken::get_current_timestamp());
+    ///
+    /// Returns how long until the current second ends. `iat` counts whole seconds and the
+    /// revocation covers this one, so a token issued before then (a new login right after
+    /// the logout) is refused too: a "log out everywhere" endpoint waits that long before it
+    /// answers, and a login after its answer gets a token that works.
+    pub fn revoke_subject(&self, iss: &str, sub: &str) -> Duration {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.revoke_subject_issued_until(iss, sub, now.as_secs());
+        Duration::from_secs(1).saturating_sub(Duration::from_nanos(now.subsec_nanos().into()))
     }
 
     /// Revokes every token of subject `sub` of issuer `iss` whose `iat` is at or before
