@@ -980,3 +980,104 @@ fn layer_debug_never_prints_the_secret() {
     assert!(!debug.contains("test-secret"), "{debug}");
     assert!(debug.contains("todo-server"), "{debug}");
 }
+
+// ---- Security review 3 ----
+
+/// A token signed with the test secret over exactly these header and payload bytes.
+fn signed(header: &[u8], payload: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let key = EncodingKey::from_secret(SECRET).unwrap();
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+    format!("{input}.{signature}")
+}
+
+/// Finding 6: the header must be a JSON object and `alg` a string (RFC 7515 section 4), as
+/// every strict JOSE library reads it; serde's array and enum-map forms used to pass.
+#[tokio::test]
+async fn a_header_that_is_not_an_object_or_an_alg_that_is_not_a_string_is_malformed() {
+    let payload = serde_json::to_vec(&good_claims()).unwrap();
+    // The same claims with a proper header pass: the refusals below are the header's.
+    let rec = Recorder::default();
+    let ok = signed(br#"{"alg":"HS256"}"#, &payload);
+    assert_eq!(
+        send(&layer(), &rec, get(Some(&ok))).await.status,
+        StatusCode::OK
+    );
+    for header in [
+        &br#"["HS256"]"#[..],
+        br#"["HS256", null, null, null, null]"#,
+        br#"{"alg":{"HS256":null}}"#,
+        br#"{"alg":["HS256"]}"#,
+        br#"{"alg":"none"}"#,
+    ] {
+        assert_invalid_token(
+            &layer(),
+            &signed(header, &payload),
+            "the token is not a well-formed JWT",
+        )
+        .await;
+    }
+    assert_eq!(rec.calls(), 1);
+}
+
+/// Finding 7: a required claim given twice satisfied `require_claim` with its first value
+/// while a map-shaped claims type saw the last one (`null`).
+#[tokio::test]
+async fn a_required_claim_given_twice_is_refused() {
+    let layer = configured().require_claim("tenant").build().unwrap();
+    let claims = good_claims().to_string();
+    let body = claims.trim_end_matches('}');
+    let rec = Recorder::default();
+    let once = signed(
+        br#"{"alg":"HS256"}"#,
+        format!(r#"{body},"tenant":"acme"}}"#).as_bytes(),
+    );
+    assert_eq!(
+        send(&layer, &rec, get(Some(&once))).await.status,
+        StatusCode::OK
+    );
+    for twice in [
+        format!(r#"{body},"tenant":"acme","tenant":null}}"#),
+        format!(r#"{body},"tenant":null,"tenant":"acme"}}"#),
+        format!(r#"{body},"tenant":"acme","tenant":"other"}}"#),
+    ] {
+        let token = signed(br#"{"alg":"HS256"}"#, twice.as_bytes());
+        let res = send(&layer, &rec, get(Some(&token))).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{twice}");
+        assert_eq!(res.json()["error"], "invalid_token", "{twice}");
+    }
+    assert_eq!(rec.calls(), 1);
+}
+
+/// Finding 5: with revocations and no `max_age`, a token whose `iat` lies in the future
+/// escaped `revoke_subject` (which covers tokens issued until now). Such a token is refused
+/// whenever revocations are configured; without them nothing changes.
+#[tokio::test]
+async fn with_revocations_an_iat_in_the_future_is_refused() {
+    let revocations = tower_jwt_auth::Revocations::in_memory();
+    let checked = configured()
+        .revocations(revocations.clone())
+        .build()
+        .unwrap();
+    let future = mint(&claims_with(|c| {
+        c.insert("iat".into(), json!(now() + 3600));
+    }));
+    assert_invalid_token(&checked, &future, "the token is not valid yet").await;
+    // Within the leeway, and without revocations, it is accepted as before.
+    let rec = Recorder::default();
+    let skewed = mint(&claims_with(|c| {
+        c.insert("iat".into(), json!(now() + 10));
+    }));
+    assert_eq!(
+        send(&checked, &rec, get(Some(&skewed))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&layer(), &rec, get(Some(&future))).await.status,
+        StatusCode::OK
+    );
+}

@@ -7,16 +7,19 @@
 //! uses, and the verifier built for a key is kept per thread instead of being rebuilt for
 //! every token (building one parses the key: an EC point decompression, an RSA modulus).
 
-use std::{borrow::Cow, cell::RefCell};
+use std::{borrow::Cow, cell::RefCell, fmt, marker::PhantomData};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{
     Algorithm,
     crypto::{CryptoProvider, JwtVerifier},
 };
-use serde::Deserialize;
+use serde::{
+    Deserialize, Deserializer,
+    de::{Error as _, MapAccess, Visitor, value::MapAccessDeserializer},
+};
 
-use crate::{AuthError, VerificationKey};
+use crate::{AuthError, VerificationKey, claims::Str};
 
 /// A token split into its three parts; nothing of it is trusted yet.
 pub(crate) struct Jws<'t> {
@@ -29,10 +32,13 @@ pub(crate) struct Jws<'t> {
 
 /// The protected-header members this crate reads. `jsonwebtoken::Header` would also parse
 /// (and allocate) `jwk`, `x5c` and the rest, which are never trusted here: keys come only
-/// from the layer's configuration. Duplicate members are refused by serde.
+/// from the layer's configuration. Duplicate members are refused by serde; the header must be
+/// a JSON object (RFC 7515 section 4), read through [`Object`].
 #[derive(Deserialize)]
 pub(crate) struct Header<'h> {
-    /// `none` and unknown names fail to parse: a malformed token.
+    /// A string naming a known algorithm: `none`, unknown names and anything but a string
+    /// (serde's enum forms such as `{"HS256":null}`) fail to parse, a malformed token.
+    #[serde(deserialize_with = "alg_name")]
     pub(crate) alg: Algorithm,
     #[serde(borrow, default)]
     pub(crate) kid: Option<Cow<'h, str>>,
@@ -65,7 +71,7 @@ impl<'t> Jws<'t> {
     /// The protected header, with RFC 7515's `crit` rules applied: the only extension
     /// understood is `b64` (RFC 7797), and only with its default value `true`.
     pub(crate) fn header(&self) -> Result<Header<'_>, AuthError> {
-        let header: Header<'_> =
+        let Object::<Header<'_>>(header) =
             serde_json::from_slice(&self.header).map_err(|_| AuthError::MalformedToken)?;
         if header.b64 == Some(false) {
             return Err(AuthError::MalformedToken);
@@ -96,6 +102,33 @@ impl<'t> Jws<'t> {
             Err(AuthError::InvalidSignature)
         }
     }
+}
+
+/// A `T` read only from a JSON object: serde's derive also reads a struct from an array
+/// (`["HS256"]`), which no JOSE implementation accepts as a header.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(V(PhantomData)).map(Object)
+    }
+}
+
+/// `alg` as the string RFC 7518 names it.
+fn alg_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Algorithm, D::Error> {
+    let Str(name) = Str::deserialize(deserializer)?;
+    name.parse()
+        .map_err(|_| D::Error::custom("not a known algorithm"))
 }
 
 fn decode_part(part: &str) -> Result<Vec<u8>, AuthError> {

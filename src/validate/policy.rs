@@ -43,6 +43,9 @@ pub(crate) struct Policy {
     pub(crate) typ: Option<Box<str>>,
     /// The oldest `iat` accepted, in seconds before now.
     pub(crate) max_age: Option<u64>,
+    /// Refuse an `iat` in the future (beyond the leeway) even without `max_age`: with
+    /// revocations, a token claiming to be issued after a "log out everywhere" escapes it.
+    pub(crate) refuse_future_iat: bool,
     /// `None`: whatever algorithm each key is bound to (asymmetric only for remote keys).
     pub(crate) algorithms: Option<Vec<Algorithm>>,
     /// Whole seconds, as NumericDates are compared.
@@ -58,6 +61,7 @@ impl Policy {
             any_audience: false,
             typ: None,
             max_age: None,
+            refuse_future_iat: false,
             algorithms: None,
             leeway: DEFAULT_LEEWAY.as_secs(),
         }
@@ -122,15 +126,19 @@ impl Policy {
         {
             return Err(AuthError::InvalidAudience);
         }
+        if (self.refuse_future_iat || self.max_age.is_some())
+            && claims
+                .iat
+                .is_some_and(|iat| iat > now.saturating_add(self.leeway))
+        {
+            return Err(AuthError::NotYetValid);
+        }
         let Some(max_age) = self.max_age else {
             return Ok(valid_until);
         };
         let iat = claims
             .iat
             .ok_or_else(|| AuthError::MissingClaim("iat".into()))?;
-        if iat > now.saturating_add(self.leeway) {
-            return Err(AuthError::NotYetValid);
-        }
         let too_old_after = iat.saturating_add(max_age).saturating_add(self.leeway);
         if too_old_after < now {
             return Err(AuthError::TooOld);

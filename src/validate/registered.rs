@@ -132,6 +132,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
         let mut scope: Option<StrOrList<'de>> = None;
         let mut scp: Option<StrOrList<'de>> = None;
         let mut seen = vec![false; self.required.len()];
+        let mut occurred = vec![false; self.required.len()];
         while let Some(Str(key)) = map.next_key()? {
             // A member whose value is `null` counts as absent.
             let present = match &*key {
@@ -155,8 +156,14 @@ impl<'de> Visitor<'de> for Seed<'_> {
                 "scp" => once(&mut scp, map.next_value()?)?,
                 _ => map.next_value::<Option<IgnoredAny>>()?.is_some(),
             };
-            if present && let Some(i) = self.required.iter().position(|name| **name == *key) {
-                seen[i] = true;
+            // A required claim given twice would satisfy the check with one value while the
+            // application's claims type reads the other.
+            if let Some(i) = self.required.iter().position(|name| **name == *key) {
+                if occurred[i] {
+                    return Err(A::Error::custom("a required claim appears twice"));
+                }
+                occurred[i] = true;
+                seen[i] = present;
             }
         }
         r.scopes = match scope.or(scp) {

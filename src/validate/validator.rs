@@ -186,6 +186,9 @@ impl<C> Validator<C> {
     }
 
     pub(crate) fn set_revocations(&mut self, revocations: Revocations) {
+        for policy in &mut self.policies {
+            policy.refuse_future_iat = true;
+        }
         self.revocations = Some(revocations);
     }
 
