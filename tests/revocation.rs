@@ -374,3 +374,52 @@ async fn started_while_redis_is_down_it_serves_then_loads_when_redis_arrives() {
     )
     .await;
 }
+
+/// Security review 3, finding 4: a reader that fell behind the trimmed log never noticed (it
+/// compared the oldest entry with the id it had already advanced to), lost the revocations
+/// trimmed away, and still claimed to be in sync. Here, in one atomic step while the instance
+/// blocks in `XREAD`, a revocation is stored as the writer stores it, more entries than the
+/// log then keeps are appended, and the log is trimmed: the instance must refuse the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_behind_the_trimmed_log_reloads_and_refuses_the_token() {
+    let Some(redis) = RedisServer::start("trimmed revocation log") else {
+        return;
+    };
+    let lagging = shared(&redis).await;
+    let layer = layer(&lagging);
+    let (token, exp) = token("trimmed-away");
+    assert_eq!(status(&layer, &token).await, StatusCode::OK);
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = "tower-jwt-auth:revocations";
+    let member = format!("{}:{}{}", ISSUER.len(), ISSUER, "trimmed-away");
+    let until = exp + 600;
+    let _: () = redis::Script::new(
+        r"
+        redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+        redis.call('XADD', KEYS[2], '*', 'k', 't', 'i', ARGV[3], 'v', ARGV[4], 's', 0, 'u', ARGV[2])
+        for i = 1, 20 do redis.call('XADD', KEYS[2], '*', 'k', 'x') end
+        redis.call('XTRIM', KEYS[2], 'MAXLEN', 5)
+        ",
+    )
+    .key(format!("{prefix}:tokens"))
+    .key(format!("{prefix}:log"))
+    .arg(&member)
+    .arg(until)
+    .arg(ISSUER)
+    .arg("trimmed-away")
+    .invoke_async(&mut conn)
+    .await
+    .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(&layer, &token).await == StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "the lagging instance never learned of the trimmed revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(&layer, &token).await, StatusCode::UNAUTHORIZED);
+}

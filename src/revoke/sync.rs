@@ -351,6 +351,7 @@ async fn follow(
         .block(BLOCK.as_millis() as usize)
         .count(1000);
     loop {
+        let before = last_id.clone();
         let reply: Option<StreamReadReply> = conn
             .xread_options(&[&keys.log], &[&last_id], &options)
             .await?;
@@ -366,18 +367,14 @@ async fn follow(
             last_id.clone_from(&entry.id);
             read_any = true;
         }
-        // A reader that fell more than the log's length behind has missed entries that
-        // were trimmed: load everything again.
-        if read_any {
-            let oldest: StreamRangeReply = conn.xrange_count(&keys.log, "-", "+", 1).await?;
-            if let Some(oldest) = oldest.ids.first()
-                && stream_id(&oldest.id) > stream_id(&last_id)
-            {
-                return Err(redis::RedisError::from((
-                    redis::ErrorKind::Client,
-                    "fell behind the trimmed revocation log; reloading",
-                )));
-            }
+        // A reader that fell more than the log's length behind missed entries that were
+        // trimmed after `before` (the id it asked from, not the one it advanced to): load
+        // everything again.
+        if read_any && trimmed_after(&mut conn, &keys.log, &before).await? {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "fell behind the trimmed revocation log; reloading",
+            )));
         }
         shared.replica.sweep_if_due(now);
         shared.sync.confirm();
@@ -437,6 +434,23 @@ async fn load(
         }
     }
     Ok(all)
+}
+
+/// Whether entries of `log` after `before` may have been trimmed away: the oldest entry left
+/// is younger than `before`. `XREAD` returns the entries after `before` that still exist, so
+/// the first one it returned is then the oldest, and whatever stood between was trimmed, or
+/// never existed: at worst this costs a needless reload (Redis 7's `max-deleted-entry-id`
+/// does not count trimming, so it cannot tell either).
+async fn trimmed_after(
+    conn: &mut MultiplexedConnection,
+    log: &str,
+    before: &str,
+) -> RedisResult<bool> {
+    let oldest: StreamRangeReply = conn.xrange_count(log, "-", "+", 1).await?;
+    Ok(oldest
+        .ids
+        .first()
+        .is_some_and(|oldest| stream_id(&oldest.id) > stream_id(before)))
 }
 
 /// A stream id, `{milliseconds}-{sequence}`, for comparing.
