@@ -423,3 +423,38 @@ async fn a_reader_behind_the_trimmed_log_reloads_and_refuses_the_token() {
     }
     assert_eq!(status(&layer, &token).await, StatusCode::UNAUTHORIZED);
 }
+
+/// Security review 3, finding 9: `/logout` of an external token with a distant `exp` left an
+/// entry (here, and in Redis) that never expired. It is kept at most the longest token
+/// lifetime plus the leeway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revocation_is_kept_no_longer_than_the_longest_token_lifetime() {
+    let Some(redis) = RedisServer::start("bounded token revocation") else {
+        return;
+    };
+    let client = redis::Client::open(redis.url()).unwrap();
+    let revocations = Revocations::builder()
+        .max_token_lifetime(Duration::from_secs(3600))
+        .redis(client.clone())
+        .await
+        .unwrap();
+    let ten_years = now() + 10 * 365 * 86_400;
+    revocations.revoke_token(ISSUER, "forever", ten_years);
+    assert!(revocations.flush(Duration::from_secs(5)).await);
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let member = format!("{}:{}{}", ISSUER.len(), ISSUER, "forever");
+    let until: f64 =
+        redis::AsyncCommands::zscore(&mut conn, "tower-jwt-auth:revocations:tokens", &member)
+            .await
+            .unwrap();
+    let bound = now() + 3600 + tower_jwt_auth::MAX_LEEWAY.as_secs();
+    assert!(until as u64 <= bound, "kept until {until}, past {bound}");
+    // Still refused meanwhile.
+    let token = mint(&claims_with(|c| {
+        c.insert("jti".into(), "forever".into());
+    }));
+    assert_eq!(
+        status(&layer(&revocations), &token).await,
+        StatusCode::UNAUTHORIZED
+    );
+}

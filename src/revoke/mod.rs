@@ -17,6 +17,12 @@ mod replica;
 #[cfg(feature = "redis")]
 mod sync;
 
+/// A real `redis-server` for the unit tests of the Redis sync (the integration tests' helper).
+#[cfg(all(test, feature = "redis"))]
+#[path = "../../tests/support/redis_server.rs"]
+#[allow(dead_code)]
+mod test_redis;
+
 use std::{
     fmt,
     sync::{
@@ -231,9 +237,16 @@ impl Revocations {
     /// (seconds since the epoch), as in the token; `iss` is `""` for a token without one
     /// (a `jti` is unique only within its issuer). It is refused from now on, here at once
     /// and on the other instances as soon as they hear of it; the entry is dropped once the
-    /// token would have expired anyway.
+    /// token would have expired anyway, and at the latest after the [longest token
+    /// lifetime](RevocationsBuilder::max_token_lifetime) (plus the leeway): an external
+    /// provider's token with a distant `exp` cannot leave an entry that never goes away. A
+    /// layer with the same bound as [`max_age`](crate::JwtAuthLayerBuilder::max_age) refuses
+    /// such a token by then anyway.
     pub fn revoke_token(&self, iss: &str, jti: &str, exp: u64) {
-        let until = exp.saturating_add(MAX_LEEWAY.as_secs());
+        let now = jsonwebtoken::get_current_timestamp();
+        let until = exp
+            .saturating_add(MAX_LEEWAY.as_secs())
+            .min(self.shared.subject_until(now));
         self.add(Revocation::Token {
             jti: Key::new(iss, jti),
             until,

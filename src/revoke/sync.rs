@@ -67,10 +67,12 @@ struct Keys {
 /// out, and a log entry, atomically.
 ///
 /// `KEYS`: tokens, subjects, since, log. `ARGV`: kind (`t` or `s`), member, iss, id, since,
-/// until, now, log length.
+/// until, log length. What has expired is judged by Redis' clock (`TIME`), not the writing
+/// instance's: one instance with a clock ahead must not purge what the others still need.
 const STORE: &str = r"
-    local kind, member, since, untilv, now =
-        ARGV[1], ARGV[2], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+    local kind, member, since, untilv =
+        ARGV[1], ARGV[2], tonumber(ARGV[5]), tonumber(ARGV[6])
+    local now = tonumber(redis.call('TIME')[1])
     local set = KEYS[1]
     if kind == 's' then
         set = KEYS[2]
@@ -83,7 +85,7 @@ const STORE: &str = r"
         redis.call('ZREM', set, m)
         if kind == 's' then redis.call('HDEL', KEYS[3], m) end
     end
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*',
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*',
         'k', kind, 'i', ARGV[3], 'v', ARGV[4], 's', ARGV[5], 'u', ARGV[6])
     return 1
 ";
@@ -188,7 +190,10 @@ impl RevocationsBuilder {
 }
 
 fn unix_now() -> u64 {
-    jsonwebtoken::get_current_timestamp()
+    let now = jsonwebtoken::get_current_timestamp();
+    #[cfg(test)]
+    let now = now.saturating_add_signed(tests::CLOCK_AHEAD.get());
+    now
 }
 
 struct Backoff(Duration);
@@ -515,7 +520,7 @@ async fn write(
             };
             while !pending.is_empty() {
                 let batch = pending.len().min(500);
-                store(conn, sha, &keys, pending.range(..batch), now).await?;
+                store(conn, sha, &keys, pending.range(..batch)).await?;
                 pending.drain(..batch);
                 unsent.fetch_sub(batch, Ordering::SeqCst);
             }
@@ -558,7 +563,6 @@ async fn store(
     sha: &str,
     keys: &Keys,
     batch: impl Iterator<Item = &Revocation>,
-    now: u64,
 ) -> RedisResult<()> {
     let mut pipe = redis::pipe();
     for revocation in batch {
@@ -579,7 +583,6 @@ async fn store(
             .arg(&*key.id)
             .arg(since)
             .arg(revocation.until())
-            .arg(now)
             .arg(LOG_LEN)
             .ignore();
     }
@@ -589,6 +592,73 @@ async fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Seconds this thread's instance clock runs ahead of the real one.
+        pub(super) static CLOCK_AHEAD: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+    }
+
+    use crate::revoke::test_redis as redis_server;
+
+    /// Security review 3, finding 9: the purge of expired revocations judged by the writing
+    /// instance's clock, so one instance whose clock ran two hours ahead deleted from Redis
+    /// the revocations every other instance still needed (and a restarted instance then
+    /// loaded a set without them). Redis' `TIME` decides now.
+    #[test]
+    fn a_writer_with_its_clock_ahead_purges_nothing_still_in_force() {
+        let Some(redis) = redis_server::RedisServer::start("purge by Redis' clock") else {
+            return;
+        };
+        // One thread: the writer task sees this thread's clock.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = Client::open(redis.url()).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let keys = Keys {
+                tokens: "t:tokens".into(),
+                subjects: "t:subjects".into(),
+                since: "t:since".into(),
+                log: "t:log".into(),
+            };
+            let real_now = jsonwebtoken::get_current_timestamp();
+            let live = member(&Key::new("iss", "live-for-an-hour"));
+            let dead = member(&Key::new("iss", "expired"));
+            let _: () = conn
+                .zadd(&keys.tokens, &live, real_now + 3600)
+                .await
+                .unwrap();
+            let _: () = conn.zadd(&keys.tokens, &dead, real_now - 10).await.unwrap();
+
+            CLOCK_AHEAD.set(2 * 3600);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let unsent = Arc::new(AtomicUsize::new(1));
+            let outbox = Outbox {
+                tx,
+                unsent: unsent.clone(),
+            };
+            tokio::spawn(write(client, keys.clone(), rx, unsent));
+            outbox
+                .tx
+                .send(Revocation::Token {
+                    jti: Key::new("iss", "new"),
+                    until: real_now + 4 * 3600,
+                })
+                .unwrap();
+            assert!(outbox.flush(Duration::from_secs(5)).await, "stored");
+            CLOCK_AHEAD.set(0);
+
+            let left: Vec<String> = conn.zrange(&keys.tokens, 0, -1).await.unwrap();
+            assert!(
+                left.contains(&live),
+                "a revocation in force was purged: {left:?}"
+            );
+            assert!(!left.contains(&dead), "{left:?}");
+            assert!(left.contains(&member(&Key::new("iss", "new"))));
+        });
+    }
 
     #[test]
     fn members_keep_issuer_and_id_apart() {
