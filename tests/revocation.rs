@@ -458,3 +458,69 @@ async fn a_token_revocation_is_kept_no_longer_than_the_longest_token_lifetime() 
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Security review 3, finding 1: when Redis accepts reads but refuses writes (`maxmemory`
+/// reached with `noeviction`), a revocation applied only where it was made, and every
+/// instance kept reporting itself in sync, so `OutOfSync::Refuse` never fired. The age of the
+/// oldest revocation waiting to be stored now counts as being out of sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_redis_will_not_store_count_as_out_of_sync() {
+    let Some(redis) = RedisServer::start("revocations redis refuses to store") else {
+        return;
+    };
+    let refuse = OutOfSync::Refuse {
+        after: Duration::from_secs(1),
+    };
+    let (a, b) = (
+        shared_with(&redis, refuse).await,
+        shared_with(&redis, refuse).await,
+    );
+    let (layer_a, layer_b) = (layer(&a), layer(&b));
+    let (logged_out, exp) = token("refused-write");
+    let (other, _) = token("innocent");
+    assert_eq!(status(&layer_a, &other).await, StatusCode::OK);
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let config = |value: &'static str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(value)
+            .clone()
+    };
+    let _: () = config("1").query_async(&mut conn).await.unwrap();
+
+    a.revoke_token(ISSUER, "refused-write", exp);
+    // Here at once; not published, and no silent success for whoever waits for it.
+    assert_eq!(
+        status(&layer_a, &logged_out).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(!a.flush(Duration::from_millis(1500)).await);
+    assert!(
+        a.unpublished_for() >= Duration::from_secs(1),
+        "{:?}",
+        a.unpublished_for()
+    );
+    assert!(a.out_of_sync_for() > Duration::from_secs(1));
+    // Past the bound, A refuses with 503 instead of serving as if in sync; B, whose reads
+    // work and who made no revocation, serves (and cannot know the token is revoked).
+    assert_eq!(
+        status(&layer_a, &other).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(status(&layer_b, &other).await, StatusCode::OK);
+    assert!(b.out_of_sync_for() < Duration::from_secs(1));
+
+    // Redis takes writes again: the revocation arrives everywhere and A serves again.
+    let _: () = config("0").query_async(&mut conn).await.unwrap();
+    assert!(a.flush(Duration::from_secs(10)).await);
+    assert_eq!(a.unpublished_for(), Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(&layer_b, &logged_out).await == StatusCode::OK {
+        assert!(Instant::now() < deadline, "B never heard of the revocation");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(&layer_a, &other).await, StatusCode::OK);
+}

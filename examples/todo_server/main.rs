@@ -40,7 +40,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
 use tower_jwt_auth::{
-    AuthError, Claims, JwtAuthLayer, MAX_TTL, RequireScope, Revocations, StandardClaims,
+    AuthError, Claims, JwtAuthLayer, MAX_TTL, OutOfSync, RequireScope, Revocations, StandardClaims,
     TokenIssuer, TrustedIssuer,
     jwks::JwksSource,
     password::Passwords,
@@ -104,6 +104,9 @@ struct Settings {
     /// Redis shared by every instance: logouts and login budgets.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// Answer 503 once logouts have been out of sync with Redis this long (unset: serve on).
+    #[arg(long, env = "REVOCATIONS_REFUSE_AFTER_SECS")]
+    revocations_refuse_after_secs: Option<u64>,
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -171,7 +174,13 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     };
     let revocations = Revocations::builder()
         .max_token_lifetime(lifetime)
-        .key_prefix("todo-server:revocations");
+        .key_prefix("todo-server:revocations")
+        .when_out_of_sync(match s.revocations_refuse_after_secs {
+            Some(secs) => OutOfSync::Refuse {
+                after: Duration::from_secs(secs),
+            },
+            None => OutOfSync::Serve,
+        });
     let mut throttle = LoginThrottle::builder()
         .max_failures(s.login_max_failures)
         .lockout(Duration::from_secs(s.login_lockout_secs))

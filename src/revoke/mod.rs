@@ -91,6 +91,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// How long this set may have been missing revocations, or keeping its own from the
+    /// other instances: since the replica last confirmed it was complete, or since the oldest
+    /// revocation made here that has not reached Redis, whichever is longer.
+    fn out_of_sync_for(&self) -> Duration {
+        let replica = self.sync.out_of_sync_for();
+        #[cfg(feature = "redis")]
+        if let Some(outbox) = &self.outbox {
+            return replica.max(outbox.waiting_for());
+        }
+        replica
+    }
+
     /// When a subject revocation made at `since` may be forgotten: every token it covers has
     /// expired by then.
     fn subject_until(&self, since: u64) -> u64 {
@@ -327,10 +339,26 @@ impl Revocations {
         self.len() == 0
     }
 
-    /// How long the local replica has been out of sync with the shared backend (zero when
-    /// it is in sync, or when there is no shared backend).
+    /// How long this set has been out of sync with the shared backend: since the replica
+    /// last confirmed it holds everything, or since the oldest revocation made here that the
+    /// backend has not stored ([`unpublished_for`](Self::unpublished_for)), whichever is
+    /// longer. Zero when in sync, or without a shared backend. [`OutOfSync::Refuse`] compares
+    /// this with its bound.
     pub fn out_of_sync_for(&self) -> Duration {
-        self.shared.sync.out_of_sync_for()
+        self.shared.out_of_sync_for()
+    }
+
+    /// How long the oldest revocation made here has waited to reach the shared backend
+    /// (zero without one, or when none waits). It counts toward
+    /// [`out_of_sync_for`](Self::out_of_sync_for): an instance whose revocations Redis will
+    /// not store (out of memory, a read-only replica) is out of sync too, although it keeps
+    /// reading what the others wrote.
+    pub fn unpublished_for(&self) -> Duration {
+        #[cfg(feature = "redis")]
+        if let Some(outbox) = &self.shared.outbox {
+            return outbox.waiting_for();
+        }
+        Duration::ZERO
     }
 
     /// Whether a token with these claims is revoked now (`iss` is `""` for a token without
@@ -355,7 +383,7 @@ impl Revocations {
     pub(crate) fn check(&self, token: TokenRef<'_>, now: u64) -> Result<(), AuthError> {
         let shared = &*self.shared;
         if let OutOfSync::Refuse { after } = shared.out_of_sync
-            && shared.sync.out_of_sync_for() > after
+            && shared.out_of_sync_for() > after
         {
             return Err(AuthError::RevocationsUnavailable);
         }

@@ -30,7 +30,7 @@ use std::{
     collections::VecDeque,
     sync::{
         Arc, Weak,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -90,26 +90,89 @@ const STORE: &str = r"
     return 1
 ";
 
-/// Where revocations go to be stored in Redis by the writer, with a count of those not
-/// stored yet.
+/// Where revocations go to be stored in Redis by the writer, with what is not stored yet.
 #[derive(Clone)]
 pub(super) struct Outbox {
-    tx: mpsc::UnboundedSender<Revocation>,
-    unsent: Arc<AtomicUsize>,
+    tx: mpsc::UnboundedSender<(Instant, Revocation)>,
+    unsent: Arc<Unsent>,
+}
+
+/// The revocations made here that Redis does not have yet: how many, and since when the
+/// oldest of them waits. Its age counts as being out of sync: a Redis that answers reads but
+/// refuses writes (`maxmemory` with `noeviction`, a read-only replica after a failover) keeps
+/// every replica loading, while this instance's revocations reach no other.
+pub(super) struct Unsent {
+    count: AtomicUsize,
+    origin: Instant,
+    /// Milliseconds since `origin` at which the oldest unsent revocation was made, or
+    /// `u64::MAX` when none is known to wait.
+    oldest: AtomicU64,
+}
+
+impl Unsent {
+    const NONE: u64 = u64::MAX;
+
+    fn new() -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            origin: Instant::now(),
+            oldest: AtomicU64::new(Self::NONE),
+        }
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_millis())
+            .unwrap_or(Self::NONE - 1)
+    }
+
+    fn added(&self, at: Instant) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let _ = self.oldest.compare_exchange(
+            Self::NONE,
+            self.ms(at),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// `n` were stored (or dropped as expired); `next` is when the oldest still waiting was
+    /// made.
+    fn stored(&self, n: usize, next: Option<Instant>) {
+        self.count.fetch_sub(n, Ordering::SeqCst);
+        let next = next.map_or(Self::NONE, |at| self.ms(at));
+        self.oldest.store(next, Ordering::SeqCst);
+    }
+
+    /// How long the oldest revocation made here has waited for Redis (zero when none waits).
+    pub(super) fn waiting_for(&self) -> Duration {
+        let oldest = self.oldest.load(Ordering::SeqCst);
+        if self.count.load(Ordering::SeqCst) == 0 || oldest == Self::NONE {
+            return Duration::ZERO;
+        }
+        self.origin
+            .elapsed()
+            .saturating_sub(Duration::from_millis(oldest))
+    }
 }
 
 impl Outbox {
     pub(super) fn send(&self, revocation: Revocation) {
-        self.unsent.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send(revocation).is_err() {
-            self.unsent.fetch_sub(1, Ordering::SeqCst);
+        let now = Instant::now();
+        self.unsent.added(now);
+        if self.tx.send((now, revocation)).is_err() {
+            self.unsent.count.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+
+    /// How long the oldest revocation made here has waited for Redis.
+    pub(super) fn waiting_for(&self) -> Duration {
+        self.unsent.waiting_for()
     }
 
     pub(super) async fn flush(&self, within: Duration) -> bool {
         // `Duration::MAX` means no deadline.
         let deadline = Instant::now().checked_add(within);
-        while self.unsent.load(Ordering::SeqCst) > 0 {
+        while self.unsent.count.load(Ordering::SeqCst) > 0 {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;
             }
@@ -151,7 +214,7 @@ impl RevocationsBuilder {
             ));
         }
         let (tx, outbox_rx) = mpsc::unbounded_channel();
-        let unsent = Arc::new(AtomicUsize::new(0));
+        let unsent = Arc::new(Unsent::new());
         let outbox = Outbox {
             tx,
             unsent: unsent.clone(),
@@ -283,12 +346,12 @@ async fn read(
         if warnings.due() {
             tracing::warn!(
                 %error,
-                out_of_sync_for = ?shared.sync.out_of_sync_for(),
+                out_of_sync_for = ?shared.out_of_sync_for(),
                 "token revocations: Redis unreachable; serving from the local replica and reconnecting"
             );
         }
         if let OutOfSync::Refuse { after } = shared.out_of_sync
-            && shared.sync.out_of_sync_for() > after
+            && shared.out_of_sync_for() > after
             && !refusing
         {
             tracing::error!(
@@ -484,10 +547,10 @@ fn parse(entry: &StreamId) -> Option<Revocation> {
 async fn write(
     client: Client,
     keys: Keys,
-    mut outbox: mpsc::UnboundedReceiver<Revocation>,
-    unsent: Arc<AtomicUsize>,
+    mut outbox: mpsc::UnboundedReceiver<(Instant, Revocation)>,
+    unsent: Arc<Unsent>,
 ) {
-    let mut pending = VecDeque::new();
+    let mut pending: VecDeque<(Instant, Revocation)> = VecDeque::new();
     let mut conn: Option<(MultiplexedConnection, String)> = None;
     let mut backoff = Backoff::new();
     let mut warnings = Warnings(None);
@@ -503,8 +566,8 @@ async fn write(
         }
         let now = unix_now();
         let before = pending.len();
-        pending.retain(|r: &Revocation| r.until() >= now);
-        unsent.fetch_sub(before - pending.len(), Ordering::SeqCst);
+        pending.retain(|(_, r)| r.until() >= now);
+        unsent.stored(before - pending.len(), pending.front().map(|(at, _)| *at));
         let result = async {
             let (conn, sha) = match &mut conn {
                 Some(c) => c,
@@ -520,9 +583,9 @@ async fn write(
             };
             while !pending.is_empty() {
                 let batch = pending.len().min(500);
-                store(conn, sha, &keys, pending.range(..batch)).await?;
+                store(conn, sha, &keys, pending.range(..batch).map(|(_, r)| r)).await?;
                 pending.drain(..batch);
-                unsent.fetch_sub(batch, Ordering::SeqCst);
+                unsent.stored(batch, pending.front().map(|(at, _)| *at));
             }
             RedisResult::Ok(())
         }
