@@ -697,19 +697,16 @@ mod tests {
 
             CLOCK_AHEAD.set(2 * 3600);
             let (tx, rx) = mpsc::unbounded_channel();
-            let unsent = Arc::new(AtomicUsize::new(1));
+            let unsent = Arc::new(Unsent::new());
             let outbox = Outbox {
                 tx,
                 unsent: unsent.clone(),
             };
             tokio::spawn(write(client, keys.clone(), rx, unsent));
-            outbox
-                .tx
-                .send(Revocation::Token {
-                    jti: Key::new("iss", "new"),
-                    until: real_now + 4 * 3600,
-                })
-                .unwrap();
+            outbox.send(Revocation::Token {
+                jti: Key::new("iss", "new"),
+                until: real_now + 4 * 3600,
+            });
             assert!(outbox.flush(Duration::from_secs(5)).await, "stored");
             CLOCK_AHEAD.set(0);
 

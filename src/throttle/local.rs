@@ -5,29 +5,79 @@ use std::{
 
 use quick_cache::unsync::Cache;
 
-use super::{Client, login::Policy};
+use super::{
+    Client,
+    login::Policy,
+    table::{Counter, Table},
+};
 
 /// A (username, client) pair.
 pub(super) type Key = (String, Client);
 
+/// One (user, client) pair's failures and lockouts.
 #[derive(Debug, Clone, Default)]
 struct Pair {
     failures: u32,
     lockouts: u32,
     locked_until: Option<Instant>,
-    last_failure: Option<Instant>,
+    /// When a quiet pair starts its backoff afresh: twice the longest lockout after its last
+    /// failure.
+    forget_at: Option<Instant>,
 }
 
-#[derive(Debug, Clone)]
+impl Counter for Pair {
+    fn counts(&self, now: Instant) -> bool {
+        self.forget_at.is_some_and(|at| at > now)
+    }
+    fn meet(&self, o: &Self) -> Self {
+        Self {
+            failures: self.failures.min(o.failures),
+            lockouts: self.lockouts.min(o.lockouts),
+            locked_until: self.locked_until.min(o.locked_until),
+            forget_at: self.forget_at.min(o.forget_at),
+        }
+    }
+    fn join(&self, o: &Self) -> Self {
+        Self {
+            failures: self.failures.max(o.failures),
+            lockouts: self.lockouts.max(o.lockouts),
+            locked_until: self.locked_until.max(o.locked_until),
+            forget_at: self.forget_at.max(o.forget_at),
+        }
+    }
+}
+
+/// One account's failures, from every client, in its current window.
+#[derive(Debug, Clone, Default)]
 struct Account {
-    window_start: Instant,
     failures: u32,
+    window_end: Option<Instant>,
+}
+
+impl Counter for Account {
+    fn counts(&self, now: Instant) -> bool {
+        self.window_end.is_some_and(|end| end > now)
+    }
+    fn meet(&self, o: &Self) -> Self {
+        Self {
+            failures: self.failures.min(o.failures),
+            window_end: self.window_end.min(o.window_end),
+        }
+    }
+    fn join(&self, o: &Self) -> Self {
+        Self {
+            failures: self.failures.max(o.failures),
+            window_end: self.window_end.max(o.window_end),
+        }
+    }
 }
 
 struct Tables {
-    pairs: Cache<Key, Pair>,
-    accounts: Cache<String, Account>,
-    /// (user, client) pairs that logged in successfully: exempt from the account lock.
+    /// Never evicted while they count; overflow goes to a sketch (see `table`).
+    pairs: Table<Key, Pair>,
+    accounts: Table<String, Account>,
+    /// (user, client) pairs that logged in successfully: exempt from the account lock. Only
+    /// a successful login adds one, so no anonymous flood can evict them.
     known: Cache<Key, ()>,
 }
 
@@ -42,8 +92,8 @@ impl Local {
         Self {
             policy,
             tables: Mutex::new(Tables {
-                pairs: Cache::new(capacity),
-                accounts: Cache::new(capacity),
+                pairs: Table::new(capacity),
+                accounts: Table::new(capacity),
                 known: Cache::new(capacity),
             }),
         }
@@ -54,32 +104,28 @@ impl Local {
         let p = &self.policy;
         let mut t = self.tables.lock().unwrap();
 
-        let mut pair = t.pairs.get(key).cloned().unwrap_or_default();
+        // A pair quiet for twice the longest lockout reads as new (it no longer counts).
+        let mut pair = t.pairs.get(key, now);
+        if !pair.counts(now) {
+            pair = Pair::default();
+        }
         if let Some(until) = pair.locked_until.filter(|&until| until > now) {
             return Err(until - now);
         }
-        // A pair quiet for longer than the longest lockout starts its backoff afresh.
-        if pair
-            .last_failure
-            .is_some_and(|last| now.duration_since(last) > p.max_lockout * 2)
-        {
-            pair = Pair::default();
-        }
-        let mut account = t
-            .accounts
-            .get(user)
-            .filter(|a| now.duration_since(a.window_start) < p.account_window)
-            .cloned()
-            .unwrap_or(Account {
-                window_start: now,
+        let mut account = t.accounts.get(user, now);
+        if !account.counts(now) {
+            account = Account {
                 failures: 0,
-            });
+                window_end: Some(now + p.account_window),
+            };
+        }
         if account.failures >= p.account_max_failures && t.known.get(key).is_none() {
-            return Err((account.window_start + p.account_window).saturating_duration_since(now));
+            let end = account.window_end.unwrap_or(now);
+            return Err(end.saturating_duration_since(now));
         }
 
         pair.failures += 1;
-        pair.last_failure = Some(now);
+        pair.forget_at = Some(now + p.max_lockout * 2);
         pair.locked_until = None;
         if pair.failures >= p.max_failures {
             let backoff = 2u32.saturating_pow(pair.lockouts.min(16));
@@ -88,30 +134,28 @@ impl Local {
             pair.failures = 0;
         }
         account.failures += 1;
-        t.pairs.insert(key.clone(), pair);
-        t.accounts.insert(user.to_owned(), account);
+        t.pairs.set(key, pair, now);
+        t.accounts.set(user, account, now);
         Ok(())
     }
 
     pub(super) fn succeeded(&self, key: Key) {
         let mut t = self.tables.lock().unwrap();
         t.pairs.remove(&key);
-        if let Some(mut account) = t.accounts.get_mut(&key.0) {
-            account.failures = account.failures.saturating_sub(1);
-        }
+        t.accounts
+            .update(&key.0, |a| a.failures = a.failures.saturating_sub(1));
         t.known.insert(key, ());
     }
 
     pub(super) fn refund(&self, key: &Key) {
         let mut t = self.tables.lock().unwrap();
-        if let Some(mut pair) = t.pairs.get_mut(key)
-            && pair.locked_until.is_none()
-        {
-            pair.failures = pair.failures.saturating_sub(1);
-        }
-        if let Some(mut account) = t.accounts.get_mut(&key.0) {
-            account.failures = account.failures.saturating_sub(1);
-        }
+        t.pairs.update(key, |pair| {
+            if pair.locked_until.is_none() {
+                pair.failures = pair.failures.saturating_sub(1);
+            }
+        });
+        t.accounts
+            .update(&key.0, |a| a.failures = a.failures.saturating_sub(1));
     }
 }
 
@@ -250,5 +294,62 @@ mod tests {
         }
         let (pairs, accounts, known) = t.len();
         assert!(pairs <= 1000 && accounts <= 1000 && known <= 1000);
+    }
+
+    /// Security review 3, finding 3: the bounded cache evicted a locked pair's and a locked
+    /// account's entries under a flood of other usernames, and guessing resumed. Here both
+    /// stay locked after two rounds of (capacity + 10,000) attempts for other usernames.
+    #[test]
+    fn locks_survive_a_flood_of_other_usernames() {
+        let capacity = 1000;
+        let t = Local::with_capacity(
+            Policy {
+                account_max_failures: 5,
+                ..policy()
+            },
+            capacity,
+        );
+        let now = Instant::now();
+        let attacker = Client::from(ip("203.0.113.66"));
+        // The pair (alice, attacker) locked by three failures...
+        for _ in 0..3 {
+            t.begin_at(&("alice".into(), attacker), now).unwrap();
+        }
+        assert!(t.begin_at(&("alice".into(), attacker), now).is_err());
+        // ...and bob's account locked by five failures from five addresses.
+        for i in 0..5 {
+            let bot = Client::from(ip(&format!("198.51.100.{i}")));
+            t.begin_at(&("bob".into(), bot), now).unwrap();
+        }
+        let stranger = Client::from(ip("192.0.2.200"));
+        assert!(t.begin_at(&("bob".into(), stranger), now).is_err());
+
+        for round in 0..2 {
+            // Each other username is tried twice: as hot, to a frequency-aware cache, as the
+            // locked entries.
+            for i in 0..capacity + 10_000 {
+                let user = format!("flood-{round}-{i}");
+                for _ in 0..2 {
+                    let _ = t.begin_at(&(user.clone(), attacker), now);
+                }
+            }
+            let later = now + Duration::from_secs(1);
+            assert!(
+                t.begin_at(&("alice".into(), attacker), later).is_err(),
+                "round {round}: the locked pair was forgotten"
+            );
+            assert!(
+                t.begin_at(&("bob".into(), stranger), later).is_err(),
+                "round {round}: the locked account was forgotten"
+            );
+        }
+        let (pairs, accounts, _) = t.len();
+        assert!(pairs <= capacity && accounts <= capacity);
+        // Others are still throttled, if anything more strictly: never less.
+        let flooded = ("flood-1-20000".to_owned(), attacker);
+        for _ in 0..3 {
+            let _ = t.begin_at(&flooded, now);
+        }
+        assert!(t.begin_at(&flooded, now).is_err());
     }
 }

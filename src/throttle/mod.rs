@@ -57,6 +57,7 @@ mod local;
 mod login;
 #[cfg(feature = "redis")]
 mod shared;
+mod table;
 
 pub use client::{Client, TrustedProxies};
 pub use login::{
