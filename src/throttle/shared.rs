@@ -10,6 +10,8 @@ use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 
+use sha2::{Digest, Sha256};
+
 use super::{Client, login::Policy};
 use crate::ConfigError;
 
@@ -55,13 +57,24 @@ const SUCCEEDED: &str = r"
 ";
 
 /// `refund`: the attempt does not count (unless it locked the pair).
+/// A key back at nothing is deleted, so an attempt refunded (the password workers were busy)
+/// leaves nothing in Redis.
 const REFUND: &str = r"
-    local p = redis.call('HMGET', KEYS[1], 'failures', 'locked_until')
-    if (tonumber(p[1]) or 0) > 0 and (tonumber(p[2]) or 0) == 0 then
-        redis.call('HINCRBY', KEYS[1], 'failures', -1)
+    local p = redis.call('HMGET', KEYS[1], 'failures', 'locked_until', 'lockouts')
+    local failures, locked, lockouts = tonumber(p[1]) or 0, tonumber(p[2]) or 0, tonumber(p[3]) or 0
+    if failures > 0 and locked == 0 then
+        failures = failures - 1
+        if failures == 0 and lockouts == 0 then
+            redis.call('DEL', KEYS[1])
+        else
+            redis.call('HSET', KEYS[1], 'failures', failures)
+        end
     end
-    if (tonumber(redis.call('HGET', KEYS[2], 'failures')) or 0) > 0 then
+    local account = tonumber(redis.call('HGET', KEYS[2], 'failures')) or 0
+    if account > 1 then
         redis.call('HINCRBY', KEYS[2], 'failures', -1)
+    elseif account == 1 then
+        redis.call('DEL', KEYS[2])
     end
 ";
 
@@ -111,15 +124,23 @@ impl Shared {
         })
     }
 
-    /// The pair's, the account's and the "known" key. Lengths first: a user name may
-    /// contain anything, the separator included.
+    /// The pair's, the account's and the "known" key, of fixed size whatever the username
+    /// (up to 256 bytes, and anything in it): the username appears only as a hash, SHA-256
+    /// over the prefix and the name, truncated to 128 bits. Every instance with the same
+    /// prefix derives the same keys.
     fn keys(&self, (user, client): &(String, Client)) -> [String; 3] {
         let p = &self.prefix;
-        let n = user.len();
+        let mut hash = Sha256::new();
+        hash.update((p.len() as u64).to_be_bytes());
+        hash.update(p.as_bytes());
+        hash.update(user.as_bytes());
+        let digest = hash.finalize();
+        let user: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let ip = client.ip();
         [
-            format!("{p}:pair:{n}:{user}:{}", client.ip()),
-            format!("{p}:account:{n}:{user}"),
-            format!("{p}:known:{n}:{user}:{}", client.ip()),
+            format!("{p}:pair:{user}:{ip}"),
+            format!("{p}:account:{user}"),
+            format!("{p}:known:{user}:{ip}"),
         ]
     }
 

@@ -1,0 +1,164 @@
+//! The login throttle of the library (`throttle::LoginThrottle`), through its public API, in
+//! one process and shared through a real Redis that each test starts on a free port.
+
+#[path = "support/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
+
+use std::{net::IpAddr, time::Duration};
+
+use redis::AsyncCommands;
+use redis_server::RedisServer;
+use tower_jwt_auth::{
+    ConfigError,
+    password::Passwords,
+    throttle::{LoginError, LoginThrottle},
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn verify_counts_failures_clears_on_success_and_locks_with_retry_after() {
+    let passwords = Passwords::new();
+    let phc = passwords.hash("wonderland").await.unwrap();
+    let throttle = LoginThrottle::builder()
+        .max_failures(3)
+        .lockout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let home = ip("192.0.2.1");
+    let verify = |password: &'static str| {
+        let (throttle, passwords, phc) = (&throttle, &passwords, phc.clone());
+        async move {
+            throttle
+                .verify(passwords, "alice", home, password, Some(&phc))
+                .await
+        }
+    };
+    assert_eq!(verify("wrong").await, Ok(false));
+    assert_eq!(verify("wrong").await, Ok(false));
+    // A success clears the pair: two more failures are allowed again.
+    assert_eq!(verify("wonderland").await, Ok(true));
+    assert_eq!(verify("wrong").await, Ok(false));
+    assert_eq!(verify("wrong").await, Ok(false));
+    assert_eq!(verify("wrong").await, Ok(false));
+    // Locked: even the right password is not checked.
+    match verify("wonderland").await {
+        Err(LoginError::Throttled(t)) => assert_eq!(t.retry_after_secs(), 60),
+        other => panic!("expected a lockout, got {other:?}"),
+    }
+    // An unknown user costs the same and is throttled alike.
+    for _ in 0..3 {
+        assert_eq!(
+            throttle
+                .verify(&passwords, "mallory", home, "x", None)
+                .await,
+            Ok(false)
+        );
+    }
+    assert!(matches!(
+        throttle
+            .verify(&passwords, "mallory", home, "x", None)
+            .await,
+        Err(LoginError::Throttled(_))
+    ));
+}
+
+#[tokio::test]
+async fn busy_password_workers_refund_the_attempt() {
+    // One worker and room for one waiting call: of three at once, the third is refused busy.
+    let passwords = Passwords::new().max_concurrent(1).unwrap().max_queue(1);
+    let phc = passwords.hash("wonderland").await.unwrap();
+    let throttle = LoginThrottle::builder().max_failures(4).build().unwrap();
+    let client = ip("192.0.2.9");
+    let wrong = || throttle.verify(&passwords, "alice", client, "wrong", Some(&phc));
+    let (a, b, c) = tokio::join!(wrong(), wrong(), wrong());
+    let mut outcomes = [a, b, c];
+    outcomes.sort_by_key(|o| o.is_ok());
+    assert_eq!(outcomes, [Err(LoginError::Busy), Ok(false), Ok(false)]);
+    // The busy one was refunded: two failures counted, so two more are admitted (the second
+    // of them locks the pair); had it counted, only one would be.
+    assert_eq!(wrong().await, Ok(false));
+    assert_eq!(wrong().await, Ok(false));
+    assert!(matches!(wrong().await, Err(LoginError::Throttled(_))));
+}
+
+#[test]
+fn settings_are_checked_by_build() {
+    let err = LoginThrottle::builder()
+        .max_failures(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::OutOfRange("LoginThrottleBuilder::max_failures must be at least 1")
+    );
+    let err = LoginThrottle::builder()
+        .lockout(Duration::from_secs(600))
+        .max_lockout(Duration::from_secs(60))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("max_lockout"), "{err}");
+}
+
+/// Security review 3, finding 2: every attempt with a new username (up to 256 bytes) left two
+/// keys in Redis for one to two hours, even when it was answered `503` busy: an anonymous
+/// flood grew the Redis that also holds the revocations without limit. Now the keys have a
+/// fixed size, and an attempt that was refunded (never verified) leaves nothing.
+///
+/// The bound this shows: an attempt that is refused (locked) or refunded (busy) writes
+/// nothing that stays; one whose password was verified and was wrong leaves at most two keys
+/// of the same size whatever the username. An attacker's growth per minute is therefore at
+/// most (password verifications per minute) x (the two keys' size, measured below), and the
+/// verifications are bounded by the password workers (`Passwords::max_concurrent`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_new_usernames_cannot_grow_the_shared_throttle() {
+    let Some(redis) = RedisServer::start("shared throttle flood") else {
+        return;
+    };
+    let client = redis::Client::open(redis.url()).unwrap();
+    let throttle = LoginThrottle::builder()
+        .redis(client.clone())
+        .build()
+        .unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let attacker = ip("203.0.113.66");
+
+    // 20,000 attempts with distinct usernames, each refunded as a busy server does.
+    for i in 0..20_000 {
+        let user = format!("{i:0>256}");
+        let attempt = throttle.begin(&user, attacker).await.unwrap();
+        attempt.refund().await;
+    }
+    let keys: usize = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys, 0, "refunded attempts left keys behind");
+
+    // Counted failures: the keys are of one size whatever the username's length.
+    let usage = |user: String| {
+        let (throttle, mut conn) = (&throttle, conn.clone());
+        async move {
+            drop(throttle.begin(&user, attacker).await.unwrap()); // a wrong password
+            let keys: Vec<String> = conn.keys("tower-jwt-auth:throttle:*").await.unwrap();
+            let mut total = 0u64;
+            for key in &keys {
+                let bytes: u64 = redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                total += bytes;
+                let _: () = conn.del(key).await.unwrap();
+            }
+            (keys.len(), total)
+        }
+    };
+    let (short_keys, short) = usage("a".into()).await;
+    let (long_keys, long) = usage("é".repeat(128)).await;
+    assert_eq!((short_keys, long_keys), (2, 2));
+    assert_eq!(short, long, "the keys' size depends on the username");
+    assert!(long <= 400, "two keys take {long} bytes");
+    println!("one counted failure: 2 keys, {long} bytes in Redis");
+}
