@@ -162,3 +162,23 @@ async fn a_flood_of_new_usernames_cannot_grow_the_shared_throttle() {
     assert!(long <= 400, "two keys take {long} bytes");
     println!("one counted failure: 2 keys, {long} bytes in Redis");
 }
+
+/// Security review 3, finding 9: when Redis does not answer, the throttle fails open to
+/// per-instance tables; that is now counted (and still throttles per instance).
+#[tokio::test]
+async fn without_redis_the_throttle_counts_locally_and_says_so() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let throttle = LoginThrottle::builder()
+        .max_failures(2)
+        .redis(redis::Client::open(url).unwrap())
+        .build()
+        .unwrap();
+    let client = ip("192.0.2.5");
+    drop(throttle.begin("alice", client).await.unwrap());
+    drop(throttle.begin("alice", client).await.unwrap());
+    assert!(throttle.begin("alice", client).await.is_err());
+    // Three attempts judged here alone, the refused one included.
+    assert_eq!(throttle.local_fallbacks(), 3);
+}

@@ -148,6 +148,8 @@ impl LoginThrottleBuilder {
                 None => None,
             },
             local: Local::with_capacity(self.policy, self.capacity),
+            #[cfg(feature = "redis")]
+            fallbacks: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }
@@ -170,6 +172,9 @@ pub struct LoginThrottle {
     local: Local,
     #[cfg(feature = "redis")]
     shared: Option<super::shared::Shared>,
+    /// Attempts counted in this process because Redis did not answer in time.
+    #[cfg(feature = "redis")]
+    fallbacks: std::sync::atomic::AtomicU64,
 }
 
 /// A login attempt that was refused because its pair or account is locked.
@@ -253,7 +258,12 @@ impl LoginThrottle {
                     });
                 }
                 Some(Err(wait)) => return Err(locked(wait)),
-                None => {} // Redis unreachable: count here
+                // Redis did not answer within 500 ms: count here (fail open to this
+                // instance's tables), and count that it happened.
+                None => {
+                    self.fallbacks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
         self.local.begin_at(&key, Instant::now()).map_err(locked)?;
@@ -342,6 +352,21 @@ impl LoginThrottle {
                 })
             }
         }
+    }
+}
+
+impl LoginThrottle {
+    /// How many attempts were judged by this process alone because the shared backend
+    /// (Redis) did not answer within 500 ms. Such attempts are throttled per instance: a
+    /// guesser spreading over `n` instances while Redis is unreachable gets up to `n` times
+    /// the budget. That is the trade-off of failing open (logins keep working through a
+    /// Redis outage); watch this count, and the `warn` logged when an outage begins. Always
+    /// zero without Redis.
+    pub fn local_fallbacks(&self) -> u64 {
+        #[cfg(feature = "redis")]
+        return self.fallbacks.load(std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(feature = "redis"))]
+        0
     }
 }
 
