@@ -97,12 +97,22 @@ pub struct StandardClaims {
 }
 
 impl StandardClaims {
-    /// Iterates the scopes of the `scope` claim.
+    /// Iterates the granted scopes as the [`Scopes`] extension reads them: the `scope`
+    /// claim (space-separated), or without it `scp` (a space-separated string, or an array of
+    /// strings, as several identity providers send it).
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
-        self.scope
-            .as_deref()
-            .unwrap_or_default()
-            .split_ascii_whitespace()
+        let (text, list) = match (&self.scope, self.extra.get("scp")) {
+            (Some(scope), _) => (Some(scope.as_str()), None),
+            (None, Some(serde_json::Value::String(scp))) => (Some(scp.as_str()), None),
+            (None, Some(serde_json::Value::Array(scp))) => (None, Some(scp)),
+            _ => (None, None),
+        };
+        let text = text.into_iter().flat_map(str::split_ascii_whitespace);
+        let list = list
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str);
+        text.chain(list)
     }
 
     /// Who the token is about: the pair (`iss`, `sub`), `None` without either. `sub` is unique
@@ -322,6 +332,21 @@ impl Scopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `StandardClaims::scopes` reads what the `Scopes` extension reads: `scope`, else `scp`
+    /// as a string or an array.
+    #[test]
+    fn standard_claims_scopes_read_scp_like_the_extension() {
+        for (json, expected) in [
+            (r#"{"scope":"a b","scp":["c"]}"#, &["a", "b"][..]),
+            (r#"{"scp":"c d"}"#, &["c", "d"][..]),
+            (r#"{"scp":["e","f"]}"#, &["e", "f"][..]),
+            (r#"{}"#, &[][..]),
+        ] {
+            let c: StandardClaims = serde_json::from_str(json).unwrap();
+            assert_eq!(c.scopes().collect::<Vec<_>>(), expected, "{json}");
+        }
+    }
 
     #[test]
     fn standard_claims_keep_unknown_members() {

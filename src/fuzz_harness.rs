@@ -28,15 +28,15 @@ const EC_PUBLIC: &[u8] = include_bytes!("../tests/fixtures/ec-256.pub.pem");
 const ED_PUBLIC: &[u8] = include_bytes!("../tests/fixtures/ed25519.pub.pem");
 
 /// The keys, by `kid`, with what `jsonwebtoken` verifies each with independently.
-struct Keys {
+struct Layers {
     set: Vec<(VerificationKey, DecodingKey)>,
     mixed: JwtAuthLayer<StandardClaims>,
     mixed_cookie: JwtAuthLayer<StandardClaims>,
     two_issuers: JwtAuthLayer<StandardClaims>,
 }
 
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
+fn keys() -> &'static Layers {
+    static KEYS: OnceLock<Layers> = OnceLock::new();
     KEYS.get_or_init(|| {
         let set = vec![
             (
@@ -85,7 +85,7 @@ fn keys() -> &'static Keys {
             ])
             .build()
             .unwrap();
-        Keys {
+        Layers {
             set,
             mixed,
             mixed_cookie,

@@ -69,11 +69,14 @@
 //! | `jwks-rustls` | no | `jwks` over HTTPS through rustls with the webpki roots |
 //! | `redis` | no | [`RevocationsBuilder::redis`]: revocations shared by every instance through Redis; with `password`, a login throttle shared likewise |
 //! | `axum` | no | [`Claims<C>`] as an axum extractor, [`AuthError`] as an axum response |
-//! | `aws-lc-rs` | no | verify with `aws-lc-rs` instead of the pure-Rust RustCrypto crates: about 3x faster RSA and 4x faster ECDSA, slower HMAC, and it needs a C compiler |
+//! | `aws-lc-rs` | no | verify with `aws-lc-rs` instead of the pure-Rust RustCrypto crates: faster RSA and ECDSA, slower HMAC (figures in the README), and it needs a C compiler |
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[macro_use]
+mod macros;
 
 // The middleware's types are at the root; these two modules hold only their futures.
 pub mod auth;
@@ -100,15 +103,15 @@ mod trust;
 mod validate;
 
 #[cfg(feature = "axum")]
-mod extract;
+mod axum;
 
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzz_harness;
 
 // One public path per type: the root, except the futures (`auth::future`,
-// `authorize::future`), the response body (`body`) and the feature-gated `jwks` and
-// `password` namespaces.
+// `authorize::future`), the response body (`body`) and the feature-gated `jwks`, `password`
+// and `throttle` namespaces.
 pub use auth::{builder::JwtAuthLayerBuilder, layer::JwtAuthLayer, service::JwtAuth};
 pub use authorize::{
     layer::{AuthorizeLayer, require},
@@ -124,7 +127,7 @@ pub use issuer::{
 // its `Algorithm` names them, so users need the very version this crate links. It makes
 // jsonwebtoken's major version part of this crate's API: a jsonwebtoken major release is a
 // major release here.
-pub use jsonwebtoken::{self, Algorithm};
+pub use jsonwebtoken;
 pub use keys::{KeySet, KeySource, MIN_RSA_BITS, VerificationKey};
 pub use rejection::{DEFAULT_REALM, OnRejection};
 pub use revoke::{OutOfSync, Revocations, RevocationsBuilder};

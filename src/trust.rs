@@ -18,7 +18,7 @@ use crate::KeySource;
 /// configuration: a token from one issuer is never verified with another issuer's keys.
 ///
 /// ```
-/// use tower_jwt_auth::{Algorithm, JwtAuthLayer, StandardClaims, TrustedIssuer, VerificationKey};
+/// use tower_jwt_auth::{JwtAuthLayer, StandardClaims, TrustedIssuer, VerificationKey, jsonwebtoken::Algorithm};
 ///
 /// let ours = VerificationKey::hmac(Algorithm::HS256, &[7; 32]).unwrap();
 /// let partner = VerificationKey::hmac(Algorithm::HS512, &[9; 64]).unwrap();

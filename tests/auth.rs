@@ -608,7 +608,8 @@ async fn a_header_naming_alg_twice_is_malformed() {
 
 #[test]
 fn trusting_no_issuer_or_one_twice_is_a_typed_error() {
-    use tower_jwt_auth::{Algorithm as Alg, TrustedIssuer};
+    use tower_jwt_auth::TrustedIssuer;
+    use tower_jwt_auth::jsonwebtoken::Algorithm as Alg;
     let key = || VerificationKey::hmac(Alg::HS256, SECRET).unwrap();
     let err = JwtAuthLayer::<StandardClaims>::builder()
         .trusting([])
@@ -630,7 +631,7 @@ fn trusting_no_issuer_or_one_twice_is_a_typed_error() {
 /// message that names it; none panics.
 #[test]
 fn every_configuration_mistake_is_a_typed_error() {
-    use tower_jwt_auth::{Algorithm as Alg, RequireScope, TrustedIssuer};
+    use tower_jwt_auth::{RequireScope, TrustedIssuer, jsonwebtoken::Algorithm as Alg};
     let key = || VerificationKey::hmac(Alg::HS256, SECRET).unwrap();
     let err = JwtAuthLayer::<StandardClaims>::builder()
         .trusting([TrustedIssuer::new("a", key())])
@@ -760,7 +761,8 @@ async fn max_age_refuses_old_future_and_undated_tokens() {
 /// Security review, finding 5: each trusted issuer has its own `typ` requirement.
 #[tokio::test]
 async fn each_trusted_issuer_checks_its_own_typ() {
-    use tower_jwt_auth::{Algorithm as Alg, TrustedIssuer};
+    use tower_jwt_auth::TrustedIssuer;
+    use tower_jwt_auth::jsonwebtoken::Algorithm as Alg;
     let other_secret = [9u8; 32];
     let layer = JwtAuthLayer::<StandardClaims>::builder()
         .trusting([

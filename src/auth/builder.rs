@@ -38,7 +38,7 @@ use crate::{
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct JwtAuthLayerBuilder<C = StandardClaims> {
-    keys: Keys,
+    keys: KeyChoice,
     issuers: Vec<String>,
     audiences: Vec<String>,
     algorithms: Option<Vec<Algorithm>>,
@@ -83,7 +83,7 @@ impl<C> Clone for JwtAuthLayerBuilder<C> {
 
 /// What verifies the tokens, as the builder was told.
 #[derive(Clone)]
-enum Keys {
+enum KeyChoice {
     None,
     One(Result<KeySource, ConfigError>),
     Trusting(Vec<TrustedIssuer>),
@@ -94,7 +94,7 @@ enum Keys {
 impl<C> JwtAuthLayerBuilder<C> {
     pub(super) fn new() -> Self {
         Self {
-            keys: Keys::None,
+            keys: KeyChoice::None,
             issuers: Vec::new(),
             audiences: Vec::new(),
             algorithms: None,
@@ -114,10 +114,10 @@ impl<C> JwtAuthLayerBuilder<C> {
         }
     }
 
-    fn set_keys(mut self, keys: Keys) -> Self {
+    fn set_keys(mut self, keys: KeyChoice) -> Self {
         self.keys = match self.keys {
-            Keys::None => keys,
-            _ => Keys::Twice,
+            KeyChoice::None => keys,
+            _ => KeyChoice::Twice,
         };
         self
     }
@@ -139,12 +139,12 @@ impl<C> JwtAuthLayerBuilder<C> {
 
     fn hmac(self, algorithm: Algorithm, secret: impl AsRef<[u8]>) -> Self {
         let key = VerificationKey::hmac(algorithm, secret.as_ref()).map(KeySource::from);
-        self.set_keys(Keys::One(key))
+        self.set_keys(KeyChoice::One(key))
     }
 
     /// Validates tokens signed with `key`.
     pub fn key(self, key: VerificationKey) -> Self {
-        self.set_keys(Keys::One(Ok(key.into())))
+        self.set_keys(KeyChoice::One(Ok(key.into())))
     }
 
     /// Validates tokens signed with any of `keys`, picked by `kid` (or, for a token without
@@ -158,13 +158,13 @@ impl<C> JwtAuthLayerBuilder<C> {
                 Ok(KeySource::from(set))
             }
         });
-        self.set_keys(Keys::One(set))
+        self.set_keys(KeyChoice::One(set))
     }
 
     /// Validates tokens with keys from `source`: a rotatable [`KeySet`] shared with the
     /// code that rotates it, or a [`JwksSource`](crate::jwks::JwksSource) (feature `jwks`).
     pub fn key_source(self, source: impl Into<KeySource>) -> Self {
-        self.set_keys(Keys::One(Ok(source.into())))
+        self.set_keys(KeyChoice::One(Ok(source.into())))
     }
 
     /// Trusts several issuers, each with its own keys, audiences, algorithms and `typ`; the
@@ -173,7 +173,7 @@ impl<C> JwtAuthLayerBuilder<C> {
     /// No issuer, an issuer named twice, or [`issuer`](Self::issuer) on the same builder is a
     /// [`build`](Self::build) error.
     pub fn trusting(self, issuers: impl IntoIterator<Item = TrustedIssuer>) -> Self {
-        self.set_keys(Keys::Trusting(issuers.into_iter().collect()))
+        self.set_keys(KeyChoice::Trusting(issuers.into_iter().collect()))
     }
 
     /// Accepts tokens from this issuer (`iss`). Call it again to accept several. Once an
@@ -368,10 +368,10 @@ impl<C> JwtAuthLayerBuilder<C> {
     ///   [`ConfigError::InvalidType`], [`ConfigError::InvalidValue`] (realm).
     pub fn build(self) -> Result<JwtAuthLayer<C>, ConfigError> {
         let mut validator = match self.keys {
-            Keys::None => return Err(ConfigError::NoKeys),
-            Keys::Twice => return Err(ConfigError::KeysTwice),
-            Keys::One(keys) => Validator::new(keys?.0),
-            Keys::Trusting(issuers) => Validator::trusting(issuers)?,
+            KeyChoice::None => return Err(ConfigError::NoKeys),
+            KeyChoice::Twice => return Err(ConfigError::KeysTwice),
+            KeyChoice::One(keys) => Validator::new(keys?.0),
+            KeyChoice::Trusting(issuers) => Validator::trusting(issuers)?,
         };
         for issuer in self.issuers {
             validator.add_issuer(issuer)?;

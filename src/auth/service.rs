@@ -27,20 +27,7 @@ impl<S, C> JwtAuth<S, C> {
         Self { inner, config }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, C>

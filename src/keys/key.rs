@@ -21,10 +21,10 @@ pub struct VerificationKey {
     pub(crate) key: DecodingKey,
     pub(crate) algorithm: Algorithm,
     pub(crate) kid: Option<Arc<str>>,
-    /// Identifies this key (its material and algorithm) for as long as the process runs:
+    /// A serial number (not the `kid`) that identifies this key (its material and algorithm) for as long as the process runs:
     /// clones share it, and no other key ever gets it. Caches of verified tokens and of
     /// verifiers are keyed by it, so they cannot outlive a rotated-out key.
-    pub(crate) id: u64,
+    pub(crate) serial: u64,
 }
 
 impl VerificationKey {
@@ -146,12 +146,12 @@ impl VerificationKey {
 
     fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
         crate::crypto::ensure_provider();
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
         Self {
             key,
             algorithm,
             kid: None,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         }
     }
 

@@ -90,7 +90,7 @@ impl KeySnapshot {
 /// public key is never an HMAC secret), and `none` is never accepted: it is no key's algorithm.
 ///
 /// ```
-/// use tower_jwt_auth::{Algorithm, KeySet, VerificationKey};
+/// use tower_jwt_auth::{KeySet, VerificationKey, jsonwebtoken::Algorithm};
 ///
 /// let key = VerificationKey::hmac(Algorithm::HS256, &[7; 32]).unwrap().with_kid("2026-11");
 /// assert_eq!(key.algorithm(), Algorithm::HS256);
@@ -245,11 +245,11 @@ impl Keys {
         }
     }
 
-    /// Whether the key with this [`VerificationKey::id`] is still in the set (and the set is
+    /// Whether the key with this [`VerificationKey::serial`] is still in the set (and the set is
     /// usable): a cached verdict is only as good as the key behind it.
-    pub(crate) fn contains(&self, id: u64) -> bool {
+    pub(crate) fn contains(&self, serial: u64) -> bool {
         self.load()
-            .is_ok_and(|snapshot| snapshot.keys.iter().any(|k| k.id == id))
+            .is_ok_and(|snapshot| snapshot.keys.iter().any(|k| k.serial == serial))
     }
 
     /// Whether the keys come from an identity provider (then HMAC is not allowed by default).

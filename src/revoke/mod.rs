@@ -1,4 +1,4 @@
-//! Revocation: tokens refused before they expire (logout, "log out everywhere", a password
+//! Revoked: tokens refused before they expire (logout, "log out everywhere", a password
 //! change, an account lock), on one instance or, through Redis, on all of them.
 //!
 //! [`Revocations`] is the set a [`JwtAuthLayer`](crate::JwtAuthLayer) consults after a token
@@ -32,7 +32,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use replica::{Key, Replica, Revocation};
+use replica::{Key, Replica, Revoked};
 pub(crate) use replica::{TokenId, TokenRef};
 
 use crate::{AuthError, MAX_LEEWAY, MAX_TTL};
@@ -114,11 +114,11 @@ impl Shared {
     /// Applies a revocation another instance made. Its subject entries are kept at least as
     /// long as this instance's own lifetime setting asks, should the two differ.
     #[cfg(feature = "redis")]
-    fn apply_remote(&self, revocation: &Revocation, now: u64) {
+    fn apply_remote(&self, revocation: &Revoked, now: u64) {
         match revocation {
-            Revocation::Subject { sub, since, until } => {
+            Revoked::Subject { sub, since, until } => {
                 let until = (*until).max(self.subject_until(*since));
-                let revocation = Revocation::Subject {
+                let revocation = Revoked::Subject {
                     sub: sub.clone(),
                     since: *since,
                     until,
@@ -259,7 +259,7 @@ impl Revocations {
         let until = exp
             .saturating_add(MAX_LEEWAY.as_secs())
             .min(self.shared.subject_until(now));
-        self.add(Revocation::Token {
+        self.add(Revoked::Token {
             jti: Key::new(iss, jti),
             until,
         });
@@ -292,16 +292,16 @@ impl Revocations {
     /// Revokes every token of subject `sub` of issuer `iss` whose `iat` is at or before
     /// `since` (seconds since the epoch), and every token of that subject without an `iat`.
     pub fn revoke_subject_issued_until(&self, iss: &str, sub: &str, since: u64) {
-        self.add(Revocation::Subject {
+        self.add(Revoked::Subject {
             sub: Key::new(iss, sub),
             since,
             until: self.shared.subject_until(since),
         });
     }
 
-    fn add(&self, mut revocation: Revocation) {
+    fn add(&self, mut revocation: Revoked) {
         // Kept exact where Redis stores it (a double): beyond 2^53 s nothing expires anyway.
-        let (Revocation::Token { until, .. } | Revocation::Subject { until, .. }) = &mut revocation;
+        let (Revoked::Token { until, .. } | Revoked::Subject { until, .. }) = &mut revocation;
         *until = (*until).min(1 << 53);
         let now = jsonwebtoken::get_current_timestamp();
         if !self.shared.replica.apply(&revocation, now) {
@@ -394,7 +394,7 @@ impl Revocations {
     }
 }
 
-impl Revocation {
+impl Revoked {
     fn kind(&self) -> &'static str {
         match self {
             Self::Token { .. } => "token",

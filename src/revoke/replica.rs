@@ -62,7 +62,7 @@ impl Equivalent<Key> for KeyRef<'_> {
 
 /// One revocation, as kept locally and as written to (and read from) Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Revocation {
+pub(crate) enum Revoked {
     /// The token with this `jti` is refused until `until` (its `exp` plus the largest
     /// leeway a layer may allow).
     Token { jti: Key, until: u64 },
@@ -71,7 +71,7 @@ pub(crate) enum Revocation {
     Subject { sub: Key, since: u64, until: u64 },
 }
 
-impl Revocation {
+impl Revoked {
     /// The last second at which this revocation still matters.
     pub(crate) fn until(&self) -> u64 {
         match self {
@@ -159,18 +159,18 @@ impl Default for Replica {
 impl Replica {
     /// Adds `revocation` (idempotent: applying one twice, or in any order with others, gives
     /// the same set). Returns whether it changed anything.
-    pub(crate) fn apply(&self, revocation: &Revocation, now: u64) -> bool {
+    pub(crate) fn apply(&self, revocation: &Revoked, now: u64) -> bool {
         if revocation.until() < now {
             return false;
         }
         let before = match revocation {
-            Revocation::Token { jti, until } => {
+            Revoked::Token { jti, until } => {
                 let tokens = self.tokens.pin();
                 let before = tokens.get(jti).copied();
                 tokens.update_or_insert(jti.clone(), |&old| old.max(*until), *until);
                 before != Some((*until).max(before.unwrap_or(0)))
             }
-            Revocation::Subject { sub, since, until } => {
+            Revoked::Subject { sub, since, until } => {
                 let subjects = self.subjects.pin();
                 let before = subjects.get(sub).copied();
                 let merge = |&(s, u): &(u64, u64)| (s.max(*since), u.max(*until));
@@ -211,20 +211,20 @@ impl Replica {
 
     /// Every entry still in force at `now`.
     #[cfg(any(test, feature = "redis"))]
-    pub(crate) fn entries(&self, now: u64) -> Vec<Revocation> {
+    pub(crate) fn entries(&self, now: u64) -> Vec<Revoked> {
         let tokens = self.tokens.pin();
         let subjects = self.subjects.pin();
         let tokens = tokens
             .iter()
             .filter(|&(_, &until)| until >= now)
-            .map(|(jti, &until)| Revocation::Token {
+            .map(|(jti, &until)| Revoked::Token {
                 jti: jti.clone(),
                 until,
             });
         let subjects = subjects
             .iter()
             .filter(|&(_, &(_, until))| until >= now)
-            .map(|(sub, &(since, until))| Revocation::Subject {
+            .map(|(sub, &(since, until))| Revoked::Subject {
                 sub: sub.clone(),
                 since,
                 until,
@@ -234,14 +234,14 @@ impl Replica {
 
     /// Whether `revocation` is already covered here.
     #[cfg(any(test, feature = "redis"))]
-    pub(crate) fn covers(&self, revocation: &Revocation) -> bool {
+    pub(crate) fn covers(&self, revocation: &Revoked) -> bool {
         match revocation {
-            Revocation::Token { jti, until } => self
+            Revoked::Token { jti, until } => self
                 .tokens
                 .pin()
                 .get(&jti.as_ref())
                 .is_some_and(|u| u >= until),
-            Revocation::Subject { sub, since, until } => self
+            Revoked::Subject { sub, since, until } => self
                 .subjects
                 .pin()
                 .get(&sub.as_ref())
@@ -274,15 +274,15 @@ mod tests {
 
     const ISS: &str = "https://issuer.example";
 
-    fn token(jti: &str, until: u64) -> Revocation {
-        Revocation::Token {
+    fn token(jti: &str, until: u64) -> Revoked {
+        Revoked::Token {
             jti: Key::new(ISS, jti),
             until,
         }
     }
 
-    fn subject(sub: &str, since: u64, until: u64) -> Revocation {
-        Revocation::Subject {
+    fn subject(sub: &str, since: u64, until: u64) -> Revoked {
+        Revoked::Subject {
             sub: Key::new(ISS, sub),
             since,
             until,

@@ -43,7 +43,7 @@ use redis::{
 use tokio::sync::mpsc;
 
 use super::{
-    OutOfSync, Revocation, Revocations, RevocationsBuilder, Shared,
+    OutOfSync, Revocations, RevocationsBuilder, Revoked, Shared,
     replica::{Key, Replica},
 };
 
@@ -56,7 +56,7 @@ const BLOCK: Duration = Duration::from_millis(500);
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 
 #[derive(Clone)]
-struct Keys {
+struct RedisKeys {
     tokens: String,
     subjects: String,
     since: String,
@@ -93,7 +93,7 @@ const STORE: &str = r"
 /// Where revocations go to be stored in Redis by the writer, with what is not stored yet.
 #[derive(Clone)]
 pub(super) struct Outbox {
-    tx: mpsc::UnboundedSender<(Instant, Revocation)>,
+    tx: mpsc::UnboundedSender<(Instant, Revoked)>,
     unsent: Arc<Unsent>,
 }
 
@@ -156,7 +156,7 @@ impl Unsent {
 }
 
 impl Outbox {
-    pub(super) fn send(&self, revocation: Revocation) {
+    pub(super) fn send(&self, revocation: Revoked) {
         let now = Instant::now();
         self.unsent.added(now);
         if self.tx.send((now, revocation)).is_err() {
@@ -223,7 +223,7 @@ impl RevocationsBuilder {
         shared.outbox = Some(outbox.clone());
         let shared = Arc::new(shared);
         let p = &self.key_prefix;
-        let keys = Keys {
+        let keys = RedisKeys {
             tokens: format!("{p}:tokens"),
             subjects: format!("{p}:subjects"),
             since: format!("{p}:since"),
@@ -319,7 +319,7 @@ fn parse_member(member: &str) -> Option<Key> {
 /// The reader task: load, follow the log, and on any error reconnect and load again.
 async fn read(
     client: Client,
-    keys: Keys,
+    keys: RedisKeys,
     set: Weak<Shared>,
     outbox: Outbox,
     loaded: tokio::sync::oneshot::Sender<()>,
@@ -368,7 +368,7 @@ async fn read(
 /// the set is dropped: `Ok`).
 async fn follow(
     client: &Client,
-    keys: &Keys,
+    keys: &RedisKeys,
     set: &Weak<Shared>,
     outbox: &Outbox,
     on_sync: &mut impl FnMut(),
@@ -453,9 +453,9 @@ async fn follow(
 /// blocks Redis nor outlasts one response.
 async fn load(
     conn: &mut MultiplexedConnection,
-    keys: &Keys,
+    keys: &RedisKeys,
     now: u64,
-) -> RedisResult<Vec<Revocation>> {
+) -> RedisResult<Vec<Revoked>> {
     let mut all = Vec::new();
     for (set, subjects) in [(&keys.tokens, false), (&keys.subjects, true)] {
         let mut cursor = 0u64;
@@ -486,13 +486,13 @@ async fn load(
                     .await?;
                 for ((sub, _, until), since) in live.into_iter().zip(since) {
                     if let Some(since) = since {
-                        all.push(Revocation::Subject { sub, since, until });
+                        all.push(Revoked::Subject { sub, since, until });
                     }
                 }
             } else if !subjects {
                 all.extend(
                     live.into_iter()
-                        .map(|(jti, _, until)| Revocation::Token { jti, until }),
+                        .map(|(jti, _, until)| Revoked::Token { jti, until }),
                 );
             }
             if next == 0 {
@@ -529,12 +529,12 @@ fn stream_id(id: &str) -> (u64, u64) {
 
 /// A log entry: `k` (`t` for a token, `s` for a subject), `i` (the issuer), `v` (the `jti`
 /// or `sub`), `s` (since, for a subject) and `u` (until). Anything else is skipped.
-fn parse(entry: &StreamId) -> Option<Revocation> {
+fn parse(entry: &StreamId) -> Option<Revoked> {
     let key = Key::new(&entry.get::<String>("i")?, &entry.get::<String>("v")?);
     let until: u64 = entry.get("u")?;
     match entry.get::<String>("k")?.as_str() {
-        "t" => Some(Revocation::Token { jti: key, until }),
-        "s" => Some(Revocation::Subject {
+        "t" => Some(Revoked::Token { jti: key, until }),
+        "s" => Some(Revoked::Subject {
             sub: key,
             since: entry.get("s")?,
             until,
@@ -546,11 +546,11 @@ fn parse(entry: &StreamId) -> Option<Revocation> {
 /// The writer task: store the local revocations in Redis, retrying until it has them.
 async fn write(
     client: Client,
-    keys: Keys,
-    mut outbox: mpsc::UnboundedReceiver<(Instant, Revocation)>,
+    keys: RedisKeys,
+    mut outbox: mpsc::UnboundedReceiver<(Instant, Revoked)>,
     unsent: Arc<Unsent>,
 ) {
-    let mut pending: VecDeque<(Instant, Revocation)> = VecDeque::new();
+    let mut pending: VecDeque<(Instant, Revoked)> = VecDeque::new();
     let mut conn: Option<(MultiplexedConnection, String)> = None;
     let mut backoff = Backoff::new();
     let mut warnings = Warnings(None);
@@ -624,14 +624,14 @@ async fn write(
 async fn store(
     conn: &mut MultiplexedConnection,
     sha: &str,
-    keys: &Keys,
-    batch: impl Iterator<Item = &Revocation>,
+    keys: &RedisKeys,
+    batch: impl Iterator<Item = &Revoked>,
 ) -> RedisResult<()> {
     let mut pipe = redis::pipe();
     for revocation in batch {
         let (kind, key, since) = match revocation {
-            Revocation::Token { jti, .. } => ("t", jti, 0),
-            Revocation::Subject { sub, since, .. } => ("s", sub, *since),
+            Revoked::Token { jti, .. } => ("t", jti, 0),
+            Revoked::Subject { sub, since, .. } => ("s", sub, *since),
         };
         pipe.cmd("EVALSHA")
             .arg(sha)
@@ -680,7 +680,7 @@ mod tests {
         runtime.block_on(async {
             let client = Client::open(redis.url()).unwrap();
             let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-            let keys = Keys {
+            let keys = RedisKeys {
                 tokens: "t:tokens".into(),
                 subjects: "t:subjects".into(),
                 since: "t:since".into(),
@@ -703,7 +703,7 @@ mod tests {
                 unsent: unsent.clone(),
             };
             tokio::spawn(write(client, keys.clone(), rx, unsent));
-            outbox.send(Revocation::Token {
+            outbox.send(Revoked::Token {
                 jti: Key::new("iss", "new"),
                 until: real_now + 4 * 3600,
             });

@@ -31,8 +31,8 @@ pub(crate) struct Entry<C> {
     pub(crate) valid_until: u64,
     /// Which trusted issuer's policy accepted it.
     pub(crate) policy: usize,
-    /// [`VerificationKey::id`](crate::VerificationKey) of the key that verified it.
-    pub(crate) key_id: u64,
+    /// The serial number of the key that verified it (not its `kid`).
+    pub(crate) key_serial: u64,
     /// What a revocation check needs (when the layer checks revocations).
     pub(crate) revocable: Option<Arc<TokenId>>,
 }
@@ -46,7 +46,7 @@ impl<C> TokenCache<C> {
     }
 
     /// The cached result for `token`, if it is still valid at `now` and `key_in_use(policy,
-    /// key_id)` says the key that verified it is still trusted.
+    /// key_serial)` says the key that verified it is still trusted.
     pub(crate) fn get(
         &self,
         token: &str,
@@ -54,7 +54,7 @@ impl<C> TokenCache<C> {
         key_in_use: impl FnOnce(usize, u64) -> bool,
     ) -> Option<Entry<C>> {
         let entry = self.entries.get(token)?;
-        if entry.valid_until >= now && key_in_use(entry.policy, entry.key_id) {
+        if entry.valid_until >= now && key_in_use(entry.policy, entry.key_serial) {
             Some(entry)
         } else {
             self.entries.remove(token);

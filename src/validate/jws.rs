@@ -141,10 +141,10 @@ fn decode_part(part: &str) -> Result<Vec<u8>, AuthError> {
 const VERIFIERS_PER_THREAD: usize = 8;
 
 thread_local! {
-    /// Verifiers by [`VerificationKey::id`], most recently used first.
+    /// Verifiers by [`VerificationKey::serial`], most recently used first.
     ///
     /// Per thread because `jsonwebtoken` returns `Box<dyn JwtVerifier>`, which is neither
-    /// `Send` nor `Sync`; ids are never reused, so a rotated-out key's verifier can only age
+    /// `Send` nor `Sync`; serials are never reused, so a rotated-out key's verifier can only age
     /// out, never be picked for another key.
     static VERIFIERS: RefCell<Vec<(u64, Box<dyn JwtVerifier>)>> = const { RefCell::new(Vec::new()) };
 }
@@ -156,7 +156,10 @@ fn with_verifier<R>(
     f: impl FnOnce(&dyn JwtVerifier) -> R,
 ) -> Result<R, AuthError> {
     VERIFIERS.with_borrow_mut(|verifiers| {
-        match verifiers.iter().position(|(id, _)| *id == key.id) {
+        match verifiers
+            .iter()
+            .position(|(serial, _)| *serial == key.serial)
+        {
             Some(0) => {}
             Some(i) => verifiers[..=i].rotate_right(1),
             None => {
@@ -167,7 +170,7 @@ fn with_verifier<R>(
                 let verifier = (provider.verifier_factory)(&key.algorithm, &key.key)
                     .map_err(|_| AuthError::InvalidSignature)?;
                 verifiers.truncate(VERIFIERS_PER_THREAD - 1);
-                verifiers.insert(0, (key.id, verifier));
+                verifiers.insert(0, (key.serial, verifier));
             }
         }
         Ok(f(&*verifiers[0].1))
@@ -247,7 +250,7 @@ mod tests {
         }
         VERIFIERS.with_borrow(|v| {
             assert_eq!(v.len(), VERIFIERS_PER_THREAD);
-            assert_eq!(v[0].0, keys.last().unwrap().id);
+            assert_eq!(v[0].0, keys.last().unwrap().serial);
         });
     }
 }

@@ -216,8 +216,8 @@ impl<C: DeserializeOwned> Validator<C> {
     pub(crate) fn check(&self, token: &str) -> Verdict<C> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(cache) = &self.cache
-            && let Some(hit) = cache.get(token, now, |policy, key_id| {
-                self.policies[policy].keys.contains(key_id)
+            && let Some(hit) = cache.get(token, now, |policy, key_serial| {
+                self.policies[policy].keys.contains(key_serial)
             })
         {
             // Revocations are checked on every hit: a token revoked after it was cached is
@@ -320,7 +320,7 @@ impl<C: DeserializeOwned> Validator<C> {
             },
             valid_until,
             policy: index,
-            key_id: key.id,
+            key_serial: key.serial,
             revocable,
         })
     }
