@@ -1,9 +1,11 @@
-//! Turning an [`AuthError`] into the response the client sees.
+//! Turning an [`AuthError`] into the response the client sees: the `WWW-Authenticate`
+//! challenge, the RFC 6750 JSON body, the gRPC shape. This is the one place that renders a
+//! rejection; the error itself only knows its status, code, description and scope.
 
 use std::{fmt, sync::Arc};
 
 use bytes::Bytes;
-use http::{HeaderMap, Response, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use crate::{AuthError, ConfigError};
 
@@ -120,5 +122,206 @@ impl fmt::Debug for Rejecter {
             .field("realm", &self.realm)
             .field("custom_handler", &self.handler.is_some())
             .finish()
+    }
+}
+
+// Rendering, for every layer and for custom `OnRejection` handlers.
+impl AuthError {
+    /// The `WWW-Authenticate` challenge for this error (RFC 6750 section 3).
+    ///
+    /// Quoted-string values are escaped; `realm` is included when it is not empty.
+    pub fn challenge(&self, realm: &str) -> HeaderValue {
+        let mut value = String::from("Bearer");
+        let mut sep = " ";
+        let mut param = |name: &str, v: &str| {
+            value.push_str(sep);
+            value.push_str(name);
+            value.push_str("=\"");
+            push_escaped(&mut value, v);
+            value.push('"');
+            sep = ", ";
+        };
+        if !realm.is_empty() {
+            param("realm", realm);
+        }
+        if let Some(code) = self.error_code() {
+            param("error", code);
+            param("error_description", &self.description());
+        }
+        if let Self::InsufficientScope { required } = self {
+            param("scope", required);
+        }
+        // Every part is either a static string or was checked to be visible ASCII when the
+        // layer was configured, so this cannot fail; fall back to the bare scheme regardless.
+        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+
+    /// The default RFC 6750 response: status, `WWW-Authenticate`, `Cache-Control: no-store`
+    /// and a small JSON body `{"error": ..., "error_description": ...}`. A `503`
+    /// ([`KeysUnavailable`](Self::KeysUnavailable)) carries `Retry-After` instead of a
+    /// challenge: the client's credentials are not in question.
+    pub fn response(&self, realm: &str) -> Response<Bytes> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            error_description: &'a str,
+        }
+        let description = self.description();
+        let body = serde_json::to_vec(&Body {
+            error: match self {
+                Self::KeysUnavailable | Self::RevocationsUnavailable => "temporarily_unavailable",
+                _ => self.error_code().unwrap_or("unauthorized"),
+            },
+            error_description: &description,
+        })
+        .unwrap_or_default();
+        let mut response = Response::new(Bytes::from(body));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        } else {
+            headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+impl AuthError {
+    /// The gRPC status code (gRPC's `statusCodes`): `16` UNAUTHENTICATED for a missing or
+    /// invalid token or a malformed request, `7` PERMISSION_DENIED for a valid token that
+    /// does not grant access, `14` UNAVAILABLE when the keys cannot be had.
+    pub fn grpc_code(&self) -> u16 {
+        match self.status() {
+            StatusCode::FORBIDDEN => 7,
+            StatusCode::SERVICE_UNAVAILABLE => 14,
+            _ => 16,
+        }
+    }
+
+    /// The rejection as a gRPC client expects it: HTTP `200`, `content-type:
+    /// application/grpc`, `grpc-status` ([`grpc_code`](Self::grpc_code)) and a percent-encoded
+    /// `grpc-message`, in the headers (a "trailers-only" response) with an empty body. The
+    /// `WWW-Authenticate` challenge (or `Retry-After`) is kept.
+    pub fn grpc_response(&self, realm: &str) -> Response<Bytes> {
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from(self.grpc_code()));
+        let message = percent_encode_grpc(&self.description());
+        if let Ok(message) = HeaderValue::try_from(message) {
+            headers.insert("grpc-message", message);
+        }
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        } else {
+            headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
+        }
+        response
+    }
+}
+
+/// gRPC's `Percent-Encoded` for `grpc-message`: bytes outside printable ASCII, and `%`.
+fn percent_encode_grpc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Appends `s` as the inside of an RFC 9110 quoted-string (`"` and `\` are escaped).
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_token_has_no_error_code() {
+        let e = AuthError::MissingToken;
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(e.challenge("api"), "Bearer realm=\"api\"");
+    }
+
+    #[test]
+    fn invalid_token_challenge_carries_code_and_description() {
+        assert_eq!(
+            AuthError::Expired.challenge("api"),
+            "Bearer realm=\"api\", error=\"invalid_token\", \
+             error_description=\"the token has expired\""
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_scope() {
+        let e = AuthError::InsufficientScope {
+            required: "todos:write".into(),
+        };
+        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            e.challenge(""),
+            "Bearer error=\"insufficient_scope\", \
+             error_description=\"the token does not grant the required scope\", \
+             scope=\"todos:write\""
+        );
+    }
+
+    #[test]
+    fn quoted_strings_are_escaped() {
+        let e = AuthError::MissingClaim("a\"b\\c".into());
+        let v = e.challenge("r\"x");
+        assert_eq!(
+            v,
+            "Bearer realm=\"r\\\"x\", error=\"invalid_token\", \
+             error_description=\"the token lacks the required claim `a\\\"b\\\\c`\""
+        );
+    }
+
+    #[test]
+    fn grpc_rejections_are_trailers_only_with_status_and_message() {
+        let res = AuthError::Expired.grpc_response("api");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "16");
+        assert_eq!(res.headers()["grpc-message"], "the token has expired");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/grpc");
+        assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert!(res.body().is_empty());
+        let forbidden = AuthError::InsufficientScope {
+            required: "a".into(),
+        };
+        assert_eq!(forbidden.grpc_response("").headers()["grpc-status"], "7");
+        assert_eq!(AuthError::KeysUnavailable.grpc_code(), 14);
+        assert_eq!(percent_encode_grpc("100% é"), "100%25 %C3%A9");
+    }
+
+    #[test]
+    fn response_is_json_with_no_store() {
+        let res = AuthError::InvalidRequest("duplicate header").response("api");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(body["error"], "invalid_request");
+        assert_eq!(body["error_description"], "duplicate header");
     }
 }

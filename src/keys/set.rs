@@ -85,7 +85,7 @@ impl KeySnapshot {
 /// ([`JwksSource`](crate::jwks::JwksSource), feature `jwks`).
 ///
 /// A [`VerificationKey`] pairs a `jsonwebtoken` `DecodingKey` with an
-/// [`Algorithm`](crate::Algorithm) and an optional `kid`. The layer's algorithm allow-list is
+/// [`Algorithm`](crate::jsonwebtoken::Algorithm) and an optional `kid`. The layer's algorithm allow-list is
 /// derived from its keys, so a key is never used with an algorithm of another family (an RSA
 /// public key is never an HMAC secret), and `none` is never accepted: it is no key's algorithm.
 ///

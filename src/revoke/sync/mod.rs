@@ -53,7 +53,7 @@ impl RevocationsBuilder {
     /// two seconds for Redis), then keeps the local replica current in the background. When
     /// Redis is unreachable, at start or later, the set keeps working from its replica: this
     /// instance's revocations apply here at once and reach Redis when it is back, and what
-    /// other instances wrote meanwhile is loaded on reconnection. [`OutOfSync`] decides
+    /// other instances wrote meanwhile is loaded on reconnection. [`OutOfSync`](crate::OutOfSync) decides
     /// whether requests are served while the replica is out of sync (a set that could not
     /// load at all is out of sync from the start).
     ///
@@ -67,7 +67,7 @@ impl RevocationsBuilder {
     ///
     /// Tracing events: `info` when the replica is loaded or reloaded, `warn` when Redis is
     /// lost or a write must wait (again every 30 s while it must), `error` when the replica
-    /// has been out of sync for longer than the [`OutOfSync::Refuse`] bound (and `info` when
+    /// has been out of sync for longer than the [`OutOfSync::Refuse`](crate::OutOfSync::Refuse) bound (and `info` when
     /// it is back).
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn redis(self, client: Client) -> Result<Revocations, crate::ConfigError> {
