@@ -1,6 +1,8 @@
 //! `examples/axum.rs` as a user runs it, over TCP: the extractor, the per-route scope, the
 //! route that works with or without a token, and per-user data keyed by (`iss`, `sub`).
 
+#![cfg(feature = "axum")]
+
 #[path = "support/example.rs"]
 #[allow(dead_code)]
 mod example;

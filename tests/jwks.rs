@@ -1,6 +1,8 @@
 //! `JwksSource` against a JWKS provider started inside the test on loopback (hyper): rotation,
 //! unknown-kid floods, provider outages and slowness, OIDC discovery, several issuers.
 
+#![cfg(feature = "jwks")]
+
 mod common;
 
 use std::{

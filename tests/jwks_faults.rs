@@ -3,6 +3,8 @@
 //! that fails. Through each, the service stays up and answers correctly: tokens of keys it
 //! already has pass, others get `401`, and with no keys at all `503` with `Retry-After`.
 
+#![cfg(feature = "jwks")]
+
 mod common;
 
 use std::{

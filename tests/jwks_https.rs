@@ -3,6 +3,8 @@
 //! trusts. The built-in client (feature `jwks-rustls`, public web roots) refuses the same
 //! provider: the handshake fails and tokens wait for keys (`503`).
 
+#![cfg(feature = "jwks-rustls")]
+
 mod common;
 
 use std::{convert::Infallible, sync::Arc, time::Duration};

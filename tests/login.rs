@@ -1,13 +1,18 @@
 //! The login throttle of the library (`throttle::LoginThrottle`), through its public API, in
 //! one process and shared through a real Redis that each test starts on a free port.
 
+#![cfg(feature = "password")]
+
+#[cfg(feature = "redis")]
 #[path = "support/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;
 
 use std::{net::IpAddr, time::Duration};
 
+#[cfg(feature = "redis")]
 use redis::AsyncCommands;
+#[cfg(feature = "redis")]
 use redis_server::RedisServer;
 use tower_jwt_auth::{
     ConfigError,
@@ -113,6 +118,7 @@ fn settings_are_checked_by_build() {
 /// of the same size whatever the username. An attacker's growth per minute is therefore at
 /// most (password verifications per minute) x (the two keys' size, measured below), and the
 /// verifications are bounded by the password workers (`Passwords::max_concurrent`).
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_new_usernames_cannot_grow_the_shared_throttle() {
     let Some(redis) = RedisServer::start("shared throttle flood") else {
@@ -165,6 +171,7 @@ async fn a_flood_of_new_usernames_cannot_grow_the_shared_throttle() {
 
 /// Security review 3, finding 9: when Redis does not answer, the throttle fails open to
 /// per-instance tables; that is now counted (and still throttles per instance).
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn without_redis_the_throttle_counts_locally_and_says_so() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

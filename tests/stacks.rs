@@ -10,6 +10,7 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
+#[cfg(feature = "axum")]
 use axum::{Router, routing::get as axum_get};
 use bytes::Bytes;
 use common::*;
@@ -23,9 +24,10 @@ use hyper_util::{
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+#[cfg(feature = "axum")]
+use tower_jwt_auth::Claims;
 use tower_jwt_auth::{
-    Authorize, Claims, JwtAuth, JwtAuthLayer, JwtAuthLayerBuilder, RequireScope, StandardClaims,
-    require,
+    Authorize, JwtAuth, JwtAuthLayer, JwtAuthLayerBuilder, RequireScope, StandardClaims, require,
 };
 
 fn configured() -> JwtAuthLayerBuilder<StandardClaims> {
@@ -137,16 +139,19 @@ async fn requirement_without_authentication_is_401() {
     assert_eq!(rec.calls(), 0);
 }
 
+#[cfg(feature = "axum")]
 async fn whoami(Claims(claims): Claims<StandardClaims>) -> String {
     claims.sub.clone().unwrap_or_default()
 }
 
+#[cfg(feature = "axum")]
 async fn maybe(claims: Option<Claims<StandardClaims>>) -> String {
     claims
         .and_then(|c| c.sub.clone())
         .unwrap_or_else(|| "anonymous".into())
 }
 
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn axum_router_with_extractor_and_per_route_scope() {
     let app = Router::new()
@@ -179,6 +184,7 @@ async fn axum_router_with_extractor_and_per_route_scope() {
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
 }
 
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn axum_extractor_without_layer_is_401_and_option_is_none() {
     let app = Router::new()

@@ -2,6 +2,8 @@
 //! port with its settings in the environment, driven over TCP: the seed chapter's three
 //! tests, then every route and rule of the server.
 
+#![cfg(all(feature = "password", feature = "jwks-rustls", feature = "redis"))]
+
 #[path = "support/example.rs"]
 #[allow(dead_code)]
 mod example;

@@ -9,7 +9,7 @@ pub(crate) use key::check_hmac_secret;
 pub use key::{MIN_RSA_BITS, VerificationKey};
 #[cfg(feature = "jwks")]
 pub(crate) use set::KeyProvider;
-#[cfg(any(feature = "jwks", test, fuzzing))]
+#[cfg(feature = "jwks")]
 pub(crate) use set::KeySnapshot;
 pub use set::{KeySet, KeySource};
 pub(crate) use set::{Keys, RefreshWait};
