@@ -770,6 +770,7 @@ fn configuration_defaults_and_refusals() {
         "TRUSTED_PROXIES",
         "OIDC_ISSUER_URL",
         "JWT_CACHE_SIZE",
+        "REVOCATIONS_REFUSE_AFTER_SECS",
     ] {
         assert!(
             help.contains(expected),
@@ -1480,4 +1481,32 @@ async fn failed_logins_spread_over_instances_share_one_budget_and_fail_open_with
         servers[1].login("carol", "nope").await.status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// Security review 3, finding 9: an instance started while Redis is down serves every earlier
+/// logout's token by default (`OutOfSync::Serve`, as the README says); with
+/// `REVOCATIONS_REFUSE_AFTER_SECS` it answers `503` instead until it has loaded the set.
+#[tokio::test]
+async fn started_without_redis_it_serves_by_default_and_refuses_when_asked() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redis_url = format!("redis://{}", closed.local_addr().unwrap());
+    drop(closed);
+    for (refuse, expected) in [
+        (None, StatusCode::OK),
+        (Some("1"), StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let mut settings = config(Duration::from_secs(60));
+        settings.push(("REDIS_URL".into(), redis_url.clone()));
+        if let Some(secs) = refuse {
+            settings.push(("REVOCATIONS_REFUSE_AFTER_SECS".into(), secs.into()));
+        }
+        let server = start(settings).await;
+        // Logins still work: the throttle counts per instance while Redis is away.
+        let token = server.token("alice", "wonderland").await;
+        let res = server.get("/me", Some(&token)).await;
+        assert_eq!(res.status, expected, "{refuse:?}: {:?}", res.body);
+        if expected == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(res.headers[header::RETRY_AFTER], "5");
+        }
+    }
 }
