@@ -191,30 +191,50 @@ impl fmt::Display for ConfigError {
         match self {
             Self::WeakSecret { min_len, len } => write!(
                 f,
-                "the HMAC secret is {len} bytes long; this algorithm needs at least {min_len}"
+                "the HMAC secret is {len} bytes long; this algorithm needs at least {min_len}: use a random secret of {min_len} bytes or more"
             ),
-            Self::InvalidKey(reason) => write!(f, "invalid key: {reason}"),
+            Self::InvalidKey(reason) => write!(
+                f,
+                "invalid key: {reason}; give a key of the algorithm it is configured for"
+            ),
             Self::NoKeys => f.write_str(
                 "no verification key was configured: set one with `hs256`, `key`, `keys`, `key_source` or `trusting`",
             ),
             Self::KeysTwice => f.write_str(
                 "keys were configured twice: give every key in one `keys([...])` step, or several issuers in one `trusting([...])`",
             ),
-            Self::DuplicateKeyId => f.write_str("two keys share one `kid`"),
+            Self::DuplicateKeyId => {
+                f.write_str("two keys share one `kid`: give each key of a set its own (`with_kid`)")
+            }
             Self::InvalidValue(what) => write!(f, "invalid configuration value: {what}"),
             Self::OutOfRange(what) => write!(f, "configuration value out of range: {what}"),
             Self::InsecureUrl(why) => write!(f, "insecure key URL: {why}"),
-            Self::NoIssuers => f.write_str("no trusted issuer was configured"),
-            Self::DuplicateIssuer(iss) => write!(f, "the issuer {iss:?} is trusted twice"),
+            Self::NoIssuers => f.write_str(
+                "no trusted issuer was configured: give `trusting` at least one TrustedIssuer",
+            ),
+            Self::DuplicateIssuer(iss) => write!(
+                f,
+                "the issuer {iss:?} is trusted twice: give `trusting` one TrustedIssuer per issuer, with all its audiences"
+            ),
             Self::IssuersFixed => f.write_str(
                 "`issuer` does not apply to a layer built with `trusting`: each TrustedIssuer names its issuer",
             ),
-            Self::NoScopes => f.write_str("RequireScope needs at least one scope"),
+            Self::NoScopes => f.write_str(
+                "RequireScope needs at least one scope: without one it would require nothing",
+            ),
             Self::InvalidScope(scope) => {
-                write!(f, "{scope:?} is not a valid scope (RFC 6749 scope-token)")
+                write!(
+                    f,
+                    "{scope:?} is not a valid scope (RFC 6749 scope-token): one or more visible ASCII characters, no space, `\"` or `\\`"
+                )
             }
-            Self::InvalidType(typ) => write!(f, "{typ:?} is not a valid `typ` value"),
-            Self::NoAlgorithms => f.write_str("the algorithm list is empty: no token could pass"),
+            Self::InvalidType(typ) => write!(
+                f,
+                "{typ:?} is not a valid `typ` value: give a media type such as `at+jwt`, visible ASCII with no space"
+            ),
+            Self::NoAlgorithms => f.write_str(
+                "the algorithm list is empty: no token could pass; name at least one algorithm, or leave `algorithms` unset",
+            ),
         }
     }
 }

@@ -616,7 +616,11 @@ fn trusting_no_issuer_or_one_twice_is_a_typed_error() {
         .build()
         .unwrap_err();
     assert_eq!(err, ConfigError::NoIssuers);
-    assert_eq!(err.to_string(), "no trusted issuer was configured");
+    assert!(
+        err.to_string()
+            .starts_with("no trusted issuer was configured: give `trusting`"),
+        "{err}"
+    );
     let err = JwtAuthLayer::<StandardClaims>::builder()
         .trusting([
             TrustedIssuer::new("a", key()),
@@ -662,7 +666,7 @@ fn every_configuration_mistake_is_a_typed_error() {
     assert_eq!(err, ConfigError::NoAlgorithms);
     assert_eq!(
         err.to_string(),
-        "the algorithm list is empty: no token could pass"
+        "the algorithm list is empty: no token could pass; name at least one algorithm, or leave `algorithms` unset"
     );
     let err = JwtAuthLayer::<StandardClaims>::builder()
         .trusting([TrustedIssuer::new("a", key()).algorithms([])])
@@ -951,7 +955,7 @@ fn weak_secret_is_a_build_time_error() {
     );
     assert_eq!(
         err.to_string(),
-        "the HMAC secret is 10 bytes long; this algorithm needs at least 32"
+        "the HMAC secret is 10 bytes long; this algorithm needs at least 32: use a random secret of 32 bytes or more"
     );
 }
 

@@ -157,6 +157,9 @@ mod tests {
         }
         let err = RequireScope::try_any(Vec::<String>::new()).unwrap_err();
         assert_eq!(err, ConfigError::NoScopes);
-        assert_eq!(err.to_string(), "RequireScope needs at least one scope");
+        assert_eq!(
+            err.to_string(),
+            "RequireScope needs at least one scope: without one it would require nothing"
+        );
     }
 }
