@@ -233,6 +233,58 @@ impl<'de> Deserialize<'de> for NumericDate {
     }
 }
 
+/// The confirmation claim `cnf` (RFC 7800): what the token is bound to, which its sender
+/// must prove it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Confirmation {
+    /// `cnf.jkt`: the RFC 7638 SHA-256 thumbprint of a DPoP key (RFC 9449 section 6.1).
+    Jkt(Arc<str>),
+    /// `cnf.x5t#S256`: the SHA-256 thumbprint of a client certificate (RFC 8705 section 3.1).
+    CertificateThumbprint(Arc<str>),
+    /// A `cnf` that names no method this crate checks (or two at once): the token is bound
+    /// to something no request here can prove, so it is never accepted.
+    Unsupported,
+}
+
+impl<'de> Deserialize<'de> for Confirmation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Confirmation;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a confirmation object (RFC 7800)")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Confirmation, A::Error> {
+                let (mut jkt, mut x5t, mut other) = (None, None, false);
+                while let Some(Str(key)) = map.next_key()? {
+                    let slot = match &*key {
+                        "jkt" => &mut jkt,
+                        "x5t#S256" => &mut x5t,
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                            other = true;
+                            continue;
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::custom("duplicate confirmation method"));
+                    }
+                    let Str(value) = map.next_value()?;
+                    *slot = Some(Arc::<str>::from(value));
+                }
+                Ok(match (jkt, x5t, other) {
+                    (Some(jkt), None, false) => Confirmation::Jkt(jkt),
+                    (None, Some(x5t), false) => Confirmation::CertificateThumbprint(x5t),
+                    _ => Confirmation::Unsupported,
+                })
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
 /// The `aud` claim: a single string or a list of strings (RFC 7519 section 4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]

@@ -72,6 +72,23 @@ pub enum AuthError {
     /// Whether the token was revoked cannot be known: the shared revocation list has been
     /// out of sync for longer than allowed ([`OutOfSync::Refuse`](crate::OutOfSync)): `503`.
     RevocationsUnavailable,
+    /// The token is valid but this request may not use it: a token bound to a DPoP key
+    /// sent with the `Bearer` scheme, an unbound one with the `DPoP` scheme, a
+    /// certificate-bound one without its certificate, a bearer token where DPoP is
+    /// required (`401 invalid_token`, RFC 9449 section 7, RFC 8705 section 3).
+    Binding(&'static str),
+    /// The request's DPoP proof is missing, duplicated, malformed, or fails one of the
+    /// checks of RFC 9449 section 4.3 (`401 invalid_dpop_proof`).
+    InvalidDpopProof(&'static str),
+    /// The DPoP proof lacks the server nonce, or carries a stale one: retry with `nonce`,
+    /// sent in the `DPoP-Nonce` header (`401 use_dpop_nonce`, RFC 9449 section 9).
+    UseDpopNonce {
+        /// The nonce to put in the next proof.
+        nonce: Arc<str>,
+    },
+    /// Whether the DPoP proof was used before cannot be checked now (the replay store is
+    /// full or unreachable): `503`, the proof may be fine.
+    DpopUnavailable,
 }
 
 impl AuthError {
@@ -81,7 +98,9 @@ impl AuthError {
             Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } | Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::KeysUnavailable | Self::RevocationsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable | Self::RevocationsUnavailable | Self::DpopUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -90,8 +109,13 @@ impl AuthError {
     /// the failure is the server's, [`KeysUnavailable`](Self::KeysUnavailable)).
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            Self::MissingToken | Self::KeysUnavailable | Self::RevocationsUnavailable => None,
+            Self::MissingToken
+            | Self::KeysUnavailable
+            | Self::RevocationsUnavailable
+            | Self::DpopUnavailable => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
+            Self::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
+            Self::UseDpopNonce { .. } => Some("use_dpop_nonce"),
             Self::InsufficientScope { .. } | Self::Forbidden => Some("insufficient_scope"),
             _ => Some("invalid_token"),
         }
@@ -129,6 +153,11 @@ impl AuthError {
             Self::Revoked => "the token has been revoked",
             Self::RevocationsUnavailable => {
                 "whether the token was revoked cannot be checked now; try again later"
+            }
+            Self::Binding(reason) | Self::InvalidDpopProof(reason) => reason,
+            Self::UseDpopNonce { .. } => "the DPoP proof must carry the server's nonce",
+            Self::DpopUnavailable => {
+                "whether the DPoP proof was used before cannot be checked now; try again later"
             }
         })
     }
@@ -184,6 +213,9 @@ pub enum ConfigError {
     InvalidType(String),
     /// An empty algorithm allow-list: no token could ever be accepted.
     NoAlgorithms,
+    /// A [`TrustedIssuer`](crate::TrustedIssuer) requires DPoP and the layer has no
+    /// [`Dpop`](crate::Dpop) configuration to check proofs with.
+    DpopNotConfigured,
 }
 
 impl fmt::Display for ConfigError {
@@ -234,6 +266,9 @@ impl fmt::Display for ConfigError {
             ),
             Self::NoAlgorithms => f.write_str(
                 "the algorithm list is empty: no token could pass; name at least one algorithm, or leave `algorithms` unset",
+            ),
+            Self::DpopNotConfigured => f.write_str(
+                "a trusted issuer requires DPoP but the layer checks no proofs: configure it with `dpop(Dpop::new(public_origin))`",
             ),
         }
     }

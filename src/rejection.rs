@@ -7,7 +7,7 @@ use std::{fmt, sync::Arc};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-use crate::{AuthError, ConfigError};
+use crate::{AuthError, ConfigError, sender::DPOP_NONCE, token::Scheme};
 
 /// The realm used in challenges unless another one is configured.
 pub const DEFAULT_REALM: &str = "api";
@@ -64,6 +64,25 @@ where
 pub(crate) struct Rejecter {
     realm: Arc<str>,
     handler: Option<Arc<dyn OnRejection>>,
+    schemes: Schemes,
+}
+
+/// The schemes a layer's challenges offer (RFC 9110 section 11.6.1: one challenge each).
+#[derive(Clone, Debug)]
+pub(crate) struct Schemes {
+    /// `Bearer` (not when every token must be DPoP-bound).
+    pub(crate) bearer: bool,
+    /// `DPoP`, with its `algs` parameter, when DPoP is configured.
+    pub(crate) dpop: Option<HeaderValue>,
+}
+
+impl Default for Schemes {
+    fn default() -> Self {
+        Self {
+            bearer: true,
+            dpop: None,
+        }
+    }
 }
 
 impl Default for Rejecter {
@@ -71,6 +90,7 @@ impl Default for Rejecter {
         Self {
             realm: DEFAULT_REALM.into(),
             handler: None,
+            schemes: Schemes::default(),
         }
     }
 }
@@ -91,16 +111,87 @@ impl Rejecter {
         self.handler = Some(handler);
     }
 
+    pub(crate) fn set_schemes(&mut self, schemes: Schemes) {
+        self.schemes = schemes;
+    }
+
     /// Logs the rejection (never the token) and builds its response for the request with
-    /// `headers`: a custom handler's, or the default one of the request's protocol (gRPC
-    /// for `content-type: application/grpc*`, RFC 6750 otherwise).
-    pub(crate) fn reject(&self, error: &AuthError, headers: &HeaderMap) -> Response<Bytes> {
+    /// `headers`, which presented its token with `used` (if any): a custom handler's, or
+    /// the default one of the request's protocol (gRPC for `content-type:
+    /// application/grpc*`, RFC 6750 otherwise) with the challenges of [`challenges`](Self::challenges).
+    /// A `use_dpop_nonce` answer carries the nonce in `DPoP-Nonce` whoever renders it.
+    pub(crate) fn reject(
+        &self,
+        error: &AuthError,
+        used: Option<Scheme>,
+        headers: &HeaderMap,
+    ) -> Response<Bytes> {
         tracing::debug!(status = error.status().as_u16(), reason = %error, "request rejected");
-        match &self.handler {
+        let mut response = match &self.handler {
             Some(handler) => handler.on_rejection(error, &self.realm),
-            None if is_grpc(headers) => error.grpc_response(&self.realm),
-            None => error.response(&self.realm),
+            None => {
+                let mut response = if is_grpc(headers) {
+                    error.grpc_response(&self.realm)
+                } else {
+                    error.response(&self.realm)
+                };
+                let headers = response.headers_mut();
+                if headers.remove(header::WWW_AUTHENTICATE).is_some() {
+                    for challenge in self.challenges(error, used) {
+                        headers.append(header::WWW_AUTHENTICATE, challenge);
+                    }
+                }
+                response
+            }
+        };
+        if let AuthError::UseDpopNonce { nonce } = error
+            && let Ok(nonce) = HeaderValue::try_from(&**nonce)
+        {
+            response.headers_mut().insert(DPOP_NONCE, nonce);
         }
+        response
+    }
+
+    /// One challenge per scheme the layer accepts (RFC 9449 section 7.1, RFC 9110 section
+    /// 11.6.1); the error goes on the scheme the request used, or, for a scheme this layer
+    /// does not accept (a bearer token where DPoP is required) and for DPoP proof errors,
+    /// on the one it should have used.
+    pub(crate) fn challenges(&self, error: &AuthError, used: Option<Scheme>) -> Vec<HeaderValue> {
+        let Schemes { bearer, dpop } = &self.schemes;
+        let dpop_error = matches!(
+            error,
+            AuthError::InvalidDpopProof(_) | AuthError::UseDpopNonce { .. }
+        );
+        // The scheme that carries the error.
+        let blamed = if dpop_error || used == Some(Scheme::Dpop) || !bearer {
+            Scheme::Dpop
+        } else {
+            Scheme::Bearer
+        };
+        let with_error = !matches!(error, AuthError::MissingToken);
+        let mut out = Vec::with_capacity(2);
+        if *bearer {
+            out.push(error.challenge_for(
+                Scheme::Bearer,
+                &self.realm,
+                with_error && blamed == Scheme::Bearer,
+                None,
+            ));
+        }
+        if dpop.is_some() || used == Some(Scheme::Dpop) {
+            let algs = dpop.as_ref().and_then(|a| a.to_str().ok());
+            out.push(error.challenge_for(
+                Scheme::Dpop,
+                &self.realm,
+                with_error && blamed == Scheme::Dpop,
+                algs,
+            ));
+        }
+        // The challenge with the error first.
+        if blamed == Scheme::Dpop {
+            out.reverse();
+        }
+        out
     }
 }
 
@@ -129,9 +220,26 @@ impl fmt::Debug for Rejecter {
 impl AuthError {
     /// The `WWW-Authenticate` challenge for this error (RFC 6750 section 3).
     ///
-    /// Quoted-string values are escaped; `realm` is included when it is not empty.
+    /// Quoted-string values are escaped; `realm` is included when it is not empty. A layer
+    /// that accepts DPoP answers with a `DPoP` challenge too; this is the `Bearer` one.
     pub fn challenge(&self, realm: &str) -> HeaderValue {
-        let mut value = String::from("Bearer");
+        self.challenge_for(Scheme::Bearer, realm, true, None)
+    }
+
+    /// The challenge of `scheme`, with this error's code and description when `with_error`
+    /// (and the code is not `None`), and DPoP's `algs`.
+    pub(crate) fn challenge_for(
+        &self,
+        scheme: Scheme,
+        realm: &str,
+        with_error: bool,
+        algs: Option<&str>,
+    ) -> HeaderValue {
+        let name = match scheme {
+            Scheme::Bearer => "Bearer",
+            Scheme::Dpop => "DPoP",
+        };
+        let mut value = String::from(name);
         let mut sep = " ";
         let mut param = |name: &str, v: &str| {
             value.push_str(sep);
@@ -144,16 +252,19 @@ impl AuthError {
         if !realm.is_empty() {
             param("realm", realm);
         }
-        if let Some(code) = self.error_code() {
+        if with_error && let Some(code) = self.error_code() {
             param("error", code);
             param("error_description", &self.description());
+            if let Self::InsufficientScope { required } = self {
+                param("scope", required);
+            }
         }
-        if let Self::InsufficientScope { required } = self {
-            param("scope", required);
+        if let Some(algs) = algs {
+            param("algs", algs);
         }
         // Every part is either a static string or was checked to be visible ASCII when the
         // layer was configured, so this cannot fail; fall back to the bare scheme regardless.
-        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static(name))
     }
 
     /// The default RFC 6750 response: status, `WWW-Authenticate`, `Cache-Control: no-store`
@@ -169,7 +280,9 @@ impl AuthError {
         let description = self.description();
         let body = serde_json::to_vec(&Body {
             error: match self {
-                Self::KeysUnavailable | Self::RevocationsUnavailable => "temporarily_unavailable",
+                Self::KeysUnavailable | Self::RevocationsUnavailable | Self::DpopUnavailable => {
+                    "temporarily_unavailable"
+                }
                 _ => self.error_code().unwrap_or("unauthorized"),
             },
             error_description: &description,

@@ -1,6 +1,7 @@
-//! Where the bearer token comes from (RFC 6750 section 2).
+//! Where the token comes from (RFC 6750 section 2), and under which scheme.
 //!
-//! The default source is the `Authorization: Bearer <token>` header (section 2.1). A layer can
+//! The default source is the `Authorization` header (section 2.1) with the `Bearer` scheme,
+//! or the `DPoP` scheme of RFC 9449 section 7.1 for sender-constrained tokens. A layer can
 //! instead read a named cookie, a custom header carrying the bare token, or anything a closure
 //! finds in the request head. Whatever the source, a token longer than the configured limit
 //! is refused before any decoding happens.
@@ -13,6 +14,31 @@ use crate::AuthError;
 
 /// The default limit on a token's length, in bytes.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The authentication scheme a token was presented with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `Authorization: Bearer`, or any source other than the `Authorization` header.
+    Bearer,
+    /// `Authorization: DPoP` (RFC 9449 section 7.1): the request must carry a proof.
+    Dpop,
+}
+
+/// A token as the request presented it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Credential<'a> {
+    pub(crate) scheme: Scheme,
+    pub(crate) token: Cow<'a, str>,
+}
+
+impl Credential<'_> {
+    pub(crate) fn into_owned(self) -> Credential<'static> {
+        Credential {
+            scheme: self.scheme,
+            token: Cow::Owned(self.token.into_owned()),
+        }
+    }
+}
 
 type ExtractFn = dyn Fn(&HeaderMap, &Uri) -> Option<String> + Send + Sync;
 
@@ -56,21 +82,32 @@ impl TokenSource {
         headers: &'a HeaderMap,
         uri: &Uri,
         max_len: usize,
-    ) -> Result<Option<Cow<'a, str>>, AuthError> {
-        let token = match self {
-            Self::Authorization => bearer_from_authorization(headers)?.map(Cow::Borrowed),
-            Self::Header(name) => single_header(headers, name)?.map(Cow::Borrowed),
-            Self::Cookie(name) => cookie(headers, name)?.map(Cow::Borrowed),
-            Self::Custom(f) => f(headers, uri).map(Cow::Owned),
+    ) -> Result<Option<Credential<'a>>, AuthError> {
+        let (scheme, token) = match self {
+            Self::Authorization => match from_authorization(headers)? {
+                Some((scheme, token)) => (scheme, Cow::Borrowed(token)),
+                None => return Ok(None),
+            },
+            Self::Header(name) => match single_header(headers, name)? {
+                Some(token) => (Scheme::Bearer, Cow::Borrowed(token)),
+                None => return Ok(None),
+            },
+            Self::Cookie(name) => match cookie(headers, name)? {
+                Some(token) => (Scheme::Bearer, Cow::Borrowed(token)),
+                None => return Ok(None),
+            },
+            Self::Custom(f) => match f(headers, uri) {
+                Some(token) => (Scheme::Bearer, Cow::Owned(token)),
+                None => return Ok(None),
+            },
         };
-        let Some(token) = token else { return Ok(None) };
         // Only the length is checked here. The token's syntax is the validator's: a JWS is
         // three base64url parts, a subset of RFC 6750's `b64token`, and a token outside it is
         // `401 invalid_token` (section 3.1: malformed), not a malformed request.
         if token.len() > max_len {
             return Err(AuthError::TokenTooLarge);
         }
-        Ok(Some(token))
+        Ok(Some(Credential { scheme, token }))
     }
 }
 
@@ -94,25 +131,32 @@ fn single_header<'a>(
         .map_err(|_| AuthError::InvalidRequest("the credentials header is not visible ASCII"))
 }
 
-/// `credentials = "Bearer" 1*SP b64token`, the scheme matched case-insensitively.
+/// `credentials = ("Bearer" / "DPoP") 1*SP token`, the scheme matched case-insensitively
+/// (RFC 9110 section 11.1).
 ///
 /// Another scheme (say `Basic`) counts as no token: RFC 6750 section 3.1 asks for a challenge
-/// without an error code when the client used an unsupported authentication method.
-fn bearer_from_authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+/// without an error code when the client used an unsupported authentication method. Whether
+/// `DPoP` is supported is the layer's decision, made after extraction.
+fn from_authorization(headers: &HeaderMap) -> Result<Option<(Scheme, &str)>, AuthError> {
     let Some(value) = single_header(headers, &header::AUTHORIZATION)? else {
         return Ok(None);
     };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let (name, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let scheme = if name.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if name.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Ok(None);
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
-        return Err(AuthError::InvalidRequest(
-            "the Bearer scheme carries no token",
-        ));
+        return Err(AuthError::InvalidRequest(match scheme {
+            Scheme::Bearer => "the Bearer scheme carries no token",
+            Scheme::Dpop => "the DPoP scheme carries no token",
+        }));
     }
-    Ok(Some(token))
+    Ok(Some((scheme, token)))
 }
 
 /// Finds the first cookie called `name` in any `Cookie` header.
@@ -153,7 +197,7 @@ mod tests {
         }
         source
             .extract(&map, &Uri::from_static("/"), DEFAULT_MAX_TOKEN_LEN)
-            .map(|t| t.map(Cow::into_owned))
+            .map(|t| t.map(|c| c.token.into_owned()))
     }
 
     fn bearer(value: &[u8]) -> Result<Option<String>, AuthError> {
@@ -163,6 +207,27 @@ mod tests {
     #[test]
     fn scheme_is_case_insensitive_and_spaces_may_repeat() {
         assert_eq!(bearer(b"bEaReR   a.b.c").unwrap().as_deref(), Some("a.b.c"));
+    }
+
+    #[test]
+    fn the_dpop_scheme_is_told_apart_from_bearer() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("dpop  a.b.c"),
+        );
+        let got = TokenSource::Authorization
+            .extract(&map, &Uri::from_static("/"), DEFAULT_MAX_TOKEN_LEN)
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.scheme, &*got.token), (Scheme::Dpop, "a.b.c"));
+        assert!(matches!(bearer(b"Bearer a.b.c"), Ok(Some(_))));
+        assert_eq!(
+            extract(&TokenSource::Authorization, &[("authorization", b"DPoP")]),
+            Err(AuthError::InvalidRequest(
+                "the DPoP scheme carries no token"
+            ))
+        );
     }
 
     #[test]
@@ -245,7 +310,7 @@ mod tests {
         let src = TokenSource::custom(|_, uri| uri.query().map(str::to_owned));
         let map = HeaderMap::new();
         let got = src.extract(&map, &Uri::from_static("/?a.b.c"), 16).unwrap();
-        assert_eq!(got.as_deref(), Some("a.b.c"));
+        assert_eq!(got.map(|c| c.token).as_deref(), Some("a.b.c"));
         let err = src
             .extract(&map, &Uri::from_static("/?aaaaaaaa.bbbbbbbb.c"), 16)
             .unwrap_err();

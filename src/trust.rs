@@ -2,7 +2,7 @@
 
 use jsonwebtoken::Algorithm;
 
-use crate::KeySource;
+use crate::{DpopMode, KeySource};
 
 /// One issuer a layer trusts, with its own keys, audiences and algorithms.
 ///
@@ -38,6 +38,7 @@ pub struct TrustedIssuer {
     pub(crate) any_audience: bool,
     pub(crate) algorithms: Option<Vec<Algorithm>>,
     pub(crate) typ: Option<String>,
+    pub(crate) dpop: Option<DpopMode>,
 }
 
 impl TrustedIssuer {
@@ -50,6 +51,7 @@ impl TrustedIssuer {
             any_audience: false,
             algorithms: None,
             typ: None,
+            dpop: None,
         }
     }
 
@@ -75,6 +77,16 @@ impl TrustedIssuer {
     /// [`ConfigError::InvalidType`](crate::ConfigError::InvalidType) when the layer is built.
     pub fn typ(mut self, typ: impl Into<String>) -> Self {
         self.typ = Some(typ.into());
+        self
+    }
+
+    /// This issuer's DPoP mode, overriding the layer's [`Dpop::mode`](crate::Dpop::mode):
+    /// for instance [`DpopMode::Required`] for an identity provider that binds every token
+    /// it issues. `Required` needs the layer to be configured with
+    /// [`dpop`](crate::JwtAuthLayerBuilder::dpop), or `build` fails with
+    /// [`ConfigError::DpopNotConfigured`](crate::ConfigError::DpopNotConfigured).
+    pub fn dpop(mut self, mode: DpopMode) -> Self {
+        self.dpop = Some(mode);
         self
     }
 

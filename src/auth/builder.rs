@@ -5,8 +5,12 @@ use jsonwebtoken::Algorithm;
 
 use super::{config::Config, layer::JwtAuthLayer};
 use crate::{
-    ConfigError, KeySet, KeySource, OnRejection, Revocations, StandardClaims, TrustedIssuer,
-    VerificationKey, rejection::Rejecter, token::TokenSource, validate::Validator,
+    ConfigError, Dpop, DpopMode, KeySet, KeySource, OnRejection, Revocations, StandardClaims,
+    TrustedIssuer, VerificationKey,
+    rejection::{Rejecter, Schemes},
+    sender::Senders,
+    token::TokenSource,
+    validate::Validator,
 };
 
 /// Configures a [`JwtAuthLayer`]; made by [`JwtAuthLayer::builder`].
@@ -54,6 +58,7 @@ pub struct JwtAuthLayerBuilder<C = StandardClaims> {
     on_rejection: Option<Arc<dyn OnRejection>>,
     cache: usize,
     revocations: Option<Revocations>,
+    dpop: Option<Dpop>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -76,6 +81,7 @@ impl<C> Clone for JwtAuthLayerBuilder<C> {
             on_rejection: self.on_rejection.clone(),
             cache: self.cache,
             revocations: self.revocations.clone(),
+            dpop: self.dpop.clone(),
             _claims: PhantomData,
         }
     }
@@ -110,6 +116,7 @@ impl<C> JwtAuthLayerBuilder<C> {
             on_rejection: None,
             cache: 0,
             revocations: None,
+            dpop: None,
             _claims: PhantomData,
         }
     }
@@ -353,6 +360,17 @@ impl<C> JwtAuthLayerBuilder<C> {
         self
     }
 
+    /// Accepts DPoP-bound tokens (RFC 9449): `Authorization: DPoP <token>` with a `DPoP`
+    /// proof header, checked as [`Dpop`] says. Challenges then offer the `DPoP` scheme too.
+    ///
+    /// Without it the `DPoP` scheme is unsupported (answered like no token), and a token
+    /// bound to a DPoP key (`cnf.jkt`) is refused whatever scheme it comes with: a bound
+    /// token is never accepted as a bearer token.
+    pub fn dpop(mut self, dpop: Dpop) -> Self {
+        self.dpop = Some(dpop);
+        self
+    }
+
     /// The layer, or the first configuration mistake.
     ///
     /// # Errors
@@ -365,7 +383,10 @@ impl<C> JwtAuthLayerBuilder<C> {
     ///   [`ConfigError::DuplicateIssuer`], [`ConfigError::IssuersFixed`] when
     ///   [`issuer`](Self::issuer) was set too, and each [`TrustedIssuer`]'s own mistakes;
     /// - [`ConfigError::NoAlgorithms`], [`ConfigError::OutOfRange`] (leeway, `max_age`),
-    ///   [`ConfigError::InvalidType`], [`ConfigError::InvalidValue`] (realm).
+    ///   [`ConfigError::InvalidType`], [`ConfigError::InvalidValue`] (realm);
+    /// - the mistakes of [`Dpop`] (an origin that is not an http(s) URL, an unknown proof
+    ///   algorithm, a lifetime over 10 minutes, a nonce secret under 32 bytes), and
+    ///   [`ConfigError::DpopNotConfigured`] when an issuer requires DPoP without it.
     pub fn build(self) -> Result<JwtAuthLayer<C>, ConfigError> {
         let mut validator = match self.keys {
             KeyChoice::None => return Err(ConfigError::NoKeys),
@@ -404,7 +425,17 @@ impl<C> JwtAuthLayerBuilder<C> {
         if let Some(revocations) = self.revocations {
             validator.set_revocations(revocations);
         }
+        let senders = Senders {
+            dpop: self.dpop.map(Dpop::build).transpose()?.map(Arc::new),
+        };
+        if senders.dpop.is_none() && validator.requires_dpop() {
+            return Err(ConfigError::DpopNotConfigured);
+        }
         let mut rejecter = Rejecter::default();
+        rejecter.set_schemes(Schemes {
+            bearer: senders.mode() != DpopMode::Required,
+            dpop: senders.dpop.as_ref().map(|d| d.algs.clone()),
+        });
         if let Some(realm) = &self.realm {
             rejecter.set_realm(realm)?;
         }
@@ -416,6 +447,7 @@ impl<C> JwtAuthLayerBuilder<C> {
             source: self.source,
             optional: self.optional,
             rejecter,
+            senders,
         }))
     }
 }
@@ -431,6 +463,7 @@ impl<C> fmt::Debug for JwtAuthLayerBuilder<C> {
             .field("max_age", &self.max_age)
             .field("typ", &self.typ)
             .field("cache", &self.cache)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{rejection::Rejecter, token::TokenSource, validate::Validator};
+use crate::{rejection::Rejecter, sender::Senders, token::TokenSource, validate::Validator};
 
 pub(crate) struct Config<C> {
     pub(crate) validator: Validator<C>,
@@ -11,6 +11,8 @@ pub(crate) struct Config<C> {
     /// Requests without a token pass through without claims.
     pub(crate) optional: bool,
     pub(crate) rejecter: Rejecter,
+    /// Whether the request may use a valid token: DPoP proofs, client certificates.
+    pub(crate) senders: Senders,
 }
 
 impl<C> Clone for Config<C> {
@@ -20,6 +22,7 @@ impl<C> Clone for Config<C> {
             source: self.source.clone(),
             optional: self.optional,
             rejecter: self.rejecter.clone(),
+            senders: self.senders.clone(),
         }
     }
 }
@@ -31,6 +34,7 @@ impl<C> fmt::Debug for Config<C> {
             .field("source", &self.source)
             .field("optional", &self.optional)
             .field("rejecter", &self.rejecter)
+            .field("senders", &self.senders)
             .finish()
     }
 }

@@ -9,13 +9,20 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
 use super::config::Config;
-use crate::{Claims, body::ResponseBody, keys::RefreshWait, validate::Verdict};
+use crate::{
+    AuthError, Claims,
+    body::ResponseBody,
+    keys::RefreshWait,
+    sender::DPOP_NONCE,
+    token::{Credential, Scheme},
+    validate::Verdict,
+};
 
 pin_project! {
     /// Response future of [`JwtAuth`](crate::JwtAuth): the inner service's future or a
@@ -29,7 +36,8 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, S, ReqBody, C> {
-        Inner { #[pin] future: F },
+        /// The inner service's future, and a fresher DPoP nonce for its response.
+        Inner { #[pin] future: F, nonce: Option<HeaderValue> },
         Rejected { response: Option<Response<Bytes>> },
         /// Only when a remote key set is refreshed for this token: the one boxed future on
         /// the request path, and it is on the slow one.
@@ -40,16 +48,16 @@ pin_project! {
 /// What a request waiting for keys needs afterwards: its token, the inner service that was
 /// polled ready, the request, and the configuration.
 struct Parked<S, ReqBody, C> {
-    token: String,
+    credential: Credential<'static>,
     inner: S,
     req: Request<ReqBody>,
     config: Arc<Config<C>>,
 }
 
 impl<F, S, ReqBody, C> ResponseFuture<F, S, ReqBody, C> {
-    pub(crate) fn inner(future: F) -> Self {
+    pub(crate) fn inner(future: F, nonce: Option<HeaderValue>) -> Self {
         Self {
-            kind: Kind::Inner { future },
+            kind: Kind::Inner { future, nonce },
         }
     }
 
@@ -63,13 +71,13 @@ impl<F, S, ReqBody, C> ResponseFuture<F, S, ReqBody, C> {
 
     pub(crate) fn wait_for_keys(
         wait: RefreshWait,
-        token: String,
+        credential: Credential<'static>,
         inner: S,
         req: Request<ReqBody>,
         config: Arc<Config<C>>,
     ) -> Self {
         let parked = Parked {
-            token,
+            credential,
             inner,
             req,
             config,
@@ -93,6 +101,7 @@ where
     /// refresh is final: its error is the answer.
     pub(crate) fn decided(
         verdict: Verdict<C>,
+        scheme: Scheme,
         inner: &mut S,
         mut req: Request<ReqBody>,
         config: &Config<C>,
@@ -102,12 +111,26 @@ where
                 let extensions = req.extensions_mut();
                 extensions.insert(Claims(validated.claims));
                 extensions.insert(validated.scopes);
-                return Self::inner(inner.call(req));
+                let admission = validated.admission;
+                if let Some(constraint) = admission.constraint {
+                    extensions.insert(constraint);
+                }
+                return Self::inner(inner.call(req), admission.nonce);
             }
             Verdict::Invalid(error) => error,
             Verdict::WaitForKeys(_, error) => error,
         };
-        Self::rejected(config.rejecter.reject(&error, req.headers()))
+        Self::refused(error, Some(scheme), req, config)
+    }
+
+    /// The rejection of a request that presented its token with `scheme` (if any).
+    pub(crate) fn refused(
+        error: AuthError,
+        scheme: Option<Scheme>,
+        req: Request<ReqBody>,
+        config: &Config<C>,
+    ) -> Self {
+        Self::rejected(config.rejecter.reject(&error, scheme, req.headers()))
     }
 }
 
@@ -121,8 +144,12 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let next = match self.as_mut().project().kind.project() {
-                KindProj::Inner { future } => {
-                    return Poll::Ready(Ok(ready!(future.poll(cx))?.map(ResponseBody::new)));
+                KindProj::Inner { future, nonce } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(nonce) = nonce.take() {
+                        response.headers_mut().insert(DPOP_NONCE, nonce);
+                    }
+                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
                 }
                 KindProj::Rejected { response } => {
                     let response = response
@@ -133,16 +160,17 @@ where
                 KindProj::WaitingForKeys { wait, parked } => {
                     ready!(wait.as_mut().poll(cx));
                     let Parked {
-                        token,
+                        credential,
                         mut inner,
                         req,
                         config,
                     } = parked
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    // Checked again with whatever keys arrived.
-                    let verdict = config.validator.check(&token);
-                    Self::decided(verdict, &mut inner, req, &config)
+                    // Checked again with whatever keys arrived, then as in `JwtAuth::call`.
+                    let verdict = config.validator.check(&credential.token);
+                    let verdict = config.senders.check(verdict, &credential, &req);
+                    Self::decided(verdict, credential.scheme, &mut inner, req, &config)
                 }
             };
             self.set(next);

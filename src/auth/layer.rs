@@ -34,6 +34,7 @@ impl<C> JwtAuthLayer<C> {
             source: TokenSource::default(),
             optional: false,
             rejecter: Rejecter::default(),
+            senders: Default::default(),
         })
     }
 

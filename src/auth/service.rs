@@ -45,37 +45,31 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
-        // 1. The token: none (pass through if optional), malformed, or one to check.
-        let verdict =
-            match config
-                .source
-                .extract(req.headers(), req.uri(), config.validator.max_token_len)
-            {
-                Ok(Some(token)) => match config.validator.check(&token) {
-                    // 2b. Its key may be on its way: wait with the ready service and the token.
-                    Verdict::WaitForKeys(wait, _) => {
-                        let token = token.into_owned();
-                        // The service polled ready goes with the request; this one keeps a
-                        // clone (tower-service docs, "Be careful when cloning inner services").
-                        let clone = self.inner.clone();
-                        let inner = std::mem::replace(&mut self.inner, clone);
-                        return ResponseFuture::wait_for_keys(
-                            wait,
-                            token,
-                            inner,
-                            req,
-                            config.clone(),
-                        );
-                    }
-                    // 2a. Valid or not.
-                    verdict => verdict,
-                },
-                Ok(None) if config.optional => return ResponseFuture::inner(self.inner.call(req)),
-                Ok(None) => Verdict::Invalid(AuthError::MissingToken),
-                Err(error) => Verdict::Invalid(error),
-            };
-        // 3. Claims into the extensions and on to the inner service, or the rejection.
-        ResponseFuture::decided(verdict, &mut self.inner, req, config)
+        // 1. The token: none (pass through if optional), malformed, or one to check. A
+        //    scheme the layer does not accept counts as none.
+        let max_len = config.validator.max_token_len;
+        let credential = match config.source.extract(req.headers(), req.uri(), max_len) {
+            Ok(Some(credential)) if config.senders.accepts(credential.scheme) => credential,
+            Ok(_) if config.optional => return ResponseFuture::inner(self.inner.call(req), None),
+            Ok(_) => return ResponseFuture::refused(AuthError::MissingToken, None, req, config),
+            Err(error) => return ResponseFuture::refused(error, None, req, config),
+        };
+        // 2. The token itself.
+        let verdict = config.validator.check(&credential.token);
+        if let Verdict::WaitForKeys(wait, _) = verdict {
+            // Its key may be on its way: wait with the ready service and the token. The
+            // service polled ready goes with the request; this one keeps a clone
+            // (tower-service docs, "Be careful when cloning inner services").
+            let credential = credential.into_owned();
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::wait_for_keys(wait, credential, inner, req, config.clone());
+        }
+        // 3. Whether this request may use it: its scheme, its DPoP proof or certificate.
+        let scheme = credential.scheme;
+        let verdict = config.senders.check(verdict, &credential, &req);
+        // 4. Claims into the extensions and on to the inner service, or the rejection.
+        ResponseFuture::decided(verdict, scheme, &mut self.inner, req, config)
     }
 }
 

@@ -9,7 +9,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::requirement::Requirement;
-use crate::{body::ResponseBody, rejection::Rejecter};
+use crate::{SenderConstraint, body::ResponseBody, rejection::Rejecter, token::Scheme};
 
 /// Middleware that checks a [`Requirement`]; built by
 /// [`AuthorizeLayer`](crate::AuthorizeLayer).
@@ -39,7 +39,15 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         match self.requirement.check(req.extensions()) {
             Ok(()) => ResponseFuture::inner(self.inner.call(req)),
-            Err(error) => ResponseFuture::rejected(self.rejecter.reject(&error, req.headers())),
+            Err(error) => {
+                // A DPoP request is answered with a `DPoP` challenge (RFC 9449 section 7.1).
+                let scheme = match req.extensions().get::<SenderConstraint>() {
+                    Some(SenderConstraint::Dpop { .. }) => Scheme::Dpop,
+                    _ => Scheme::Bearer,
+                };
+                let response = self.rejecter.reject(&error, Some(scheme), req.headers());
+                ResponseFuture::rejected(response)
+            }
         }
     }
 }

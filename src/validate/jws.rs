@@ -84,6 +84,21 @@ impl<'t> Jws<'t> {
         Ok(header)
     }
 
+    /// The decoded protected header, for a caller that reads other members (a DPoP proof).
+    pub(crate) fn header_bytes(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// `header "." payload`, the bytes the signature covers.
+    pub(crate) fn signing_input(&self) -> &'t str {
+        self.signing_input
+    }
+
+    /// The signature part, still base64url.
+    pub(crate) fn signature(&self) -> &'t str {
+        self.signature
+    }
+
     /// The decoded payload bytes (not verified by themselves).
     pub(crate) fn payload(&self) -> Result<Vec<u8>, AuthError> {
         decode_part(self.payload)
@@ -106,7 +121,7 @@ impl<'t> Jws<'t> {
 
 /// A `T` read only from a JSON object: serde's derive also reads a struct from an array
 /// (`["HS256"]`), which no JOSE implementation accepts as a header.
-struct Object<T>(T);
+pub(crate) struct Object<T>(pub(crate) T);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

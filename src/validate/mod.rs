@@ -8,7 +8,7 @@
 //! knows about HTTP.
 
 mod cache;
-mod jws;
+pub(crate) mod jws;
 mod policy;
 mod registered;
 mod validator;

@@ -50,6 +50,8 @@ pub(crate) struct Policy {
     pub(crate) algorithms: Option<Vec<Algorithm>>,
     /// Whole seconds, as NumericDates are compared.
     pub(crate) leeway: u64,
+    /// This issuer's DPoP mode, when it overrides the layer's.
+    pub(crate) dpop: Option<crate::DpopMode>,
 }
 
 impl Policy {
@@ -64,6 +66,7 @@ impl Policy {
             refuse_future_iat: false,
             algorithms: None,
             leeway: DEFAULT_LEEWAY.as_secs(),
+            dpop: None,
         }
     }
 

@@ -13,7 +13,7 @@ use serde::{
 use crate::{
     AuthError, Scopes,
     claims::is_scope_token,
-    claims::{NumericDate, Str},
+    claims::{Confirmation, NumericDate, Str},
 };
 
 /// The registered claims of one payload, each `None` when absent or `null`.
@@ -27,6 +27,8 @@ pub(crate) struct Registered<'p> {
     pub(crate) nbf: Option<u64>,
     pub(crate) iat: Option<u64>,
     pub(crate) jti: Option<Cow<'p, str>>,
+    /// `cnf` (RFC 7800): the key or certificate the token is bound to.
+    pub(crate) cnf: Option<Confirmation>,
     pub(crate) scopes: Scopes,
     /// The first configured claim (beyond the registered ones) that is absent or `null`.
     pub(crate) missing: Option<Arc<str>>,
@@ -152,6 +154,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
                     &mut r.iat,
                     map.next_value::<Option<NumericDate>>()?.map(|d| d.0),
                 )?,
+                "cnf" => once(&mut r.cnf, map.next_value()?)?,
                 "scope" => once(&mut scope, map.next_value()?)?,
                 "scp" => once(&mut scp, map.next_value()?)?,
                 _ => map.next_value::<Option<IgnoredAny>>()?.is_some(),
@@ -273,6 +276,44 @@ mod tests {
         assert!(read(r#"{"scp":["todos:read todos:write"]}"#).is_err());
         assert!(read(r#"{"scp":[""]}"#).is_err());
         assert!(read(r#"{"scp":["a\"b"]}"#).is_err());
+    }
+
+    #[test]
+    fn the_confirmation_names_one_method_or_is_unsupported() {
+        let cnf = |json: &str| read(json).unwrap().cnf;
+        assert_eq!(
+            cnf(r#"{"cnf":{"jkt":"abc"}}"#),
+            Some(Confirmation::Jkt("abc".into()))
+        );
+        assert_eq!(
+            cnf(r#"{"cnf":{"x5t#S256":"xyz"}}"#),
+            Some(Confirmation::CertificateThumbprint("xyz".into()))
+        );
+        for bound_otherwise in [
+            r#"{"cnf":{"jwk":{"kty":"EC"}}}"#,
+            r#"{"cnf":{"jkt":"a","x5t#S256":"b"}}"#,
+            r#"{"cnf":{"jkt":"a","kid":"k"}}"#,
+            r#"{"cnf":{}}"#,
+        ] {
+            assert_eq!(
+                cnf(bound_otherwise),
+                Some(Confirmation::Unsupported),
+                "{bound_otherwise}"
+            );
+        }
+        assert_eq!(cnf(r#"{"cnf":null}"#), None);
+        for malformed in [
+            r#"{"cnf":"abc"}"#,
+            r#"{"cnf":{"jkt":1}}"#,
+            r#"{"cnf":{"jkt":"a","jkt":"b"}}"#,
+            r#"{"cnf":{"jkt":"a"},"cnf":{"jkt":"b"}}"#,
+        ] {
+            assert_eq!(
+                read(malformed).unwrap_err(),
+                AuthError::InvalidClaims,
+                "{malformed}"
+            );
+        }
     }
 
     #[test]

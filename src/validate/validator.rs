@@ -10,16 +10,25 @@ use super::{
     registered::Registered,
 };
 use crate::{
-    AuthError, ConfigError, Revocations, Scopes, TrustedIssuer,
+    AuthError, ConfigError, DpopMode, Revocations, Scopes, TrustedIssuer,
+    claims::Confirmation,
     keys::{Keys, RefreshWait},
     revoke::{TokenId, TokenRef},
+    sender::Admission,
     token::DEFAULT_MAX_TOKEN_LEN,
 };
 
-/// What a valid token yields: its claims, decoded once and shared, and its scopes.
+/// What a valid token yields: its claims, decoded once and shared, its scopes, what it is
+/// bound to; and, once the sender check passed, how the request proved it may use it.
 pub(crate) struct Validated<C> {
     pub(crate) claims: Arc<C>,
     pub(crate) scopes: Scopes,
+    /// `cnf`: the key or certificate the token is bound to.
+    pub(crate) confirmation: Option<Confirmation>,
+    /// The issuer's own DPoP mode, when it overrides the layer's.
+    pub(crate) dpop: Option<DpopMode>,
+    /// Filled by the sender check ([`Senders::check`](crate::sender::Senders)).
+    pub(crate) admission: Admission,
 }
 
 impl<C> Clone for Validated<C> {
@@ -27,6 +36,9 @@ impl<C> Clone for Validated<C> {
         Self {
             claims: self.claims.clone(),
             scopes: self.scopes.clone(),
+            confirmation: self.confirmation.clone(),
+            dpop: self.dpop,
+            admission: self.admission.clone(),
         }
     }
 }
@@ -88,6 +100,7 @@ impl<C> Validator<C> {
                 return Err(ConfigError::NoAlgorithms);
             }
             policy.algorithms = trusted.algorithms;
+            policy.dpop = trusted.dpop;
             policy.typ = match &trusted.typ {
                 Some(typ) => Some(valid_typ(typ)?.into()),
                 None => None,
@@ -190,6 +203,13 @@ impl<C> Validator<C> {
             policy.refuse_future_iat = true;
         }
         self.revocations = Some(revocations);
+    }
+
+    /// Whether some trusted issuer requires DPoP (the layer must then be configured for it).
+    pub(crate) fn requires_dpop(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.dpop == Some(DpopMode::Required))
     }
 
     /// The algorithms accepted, over every policy (for introspection).
@@ -317,6 +337,9 @@ impl<C: DeserializeOwned> Validator<C> {
             validated: Validated {
                 claims: Arc::new(claims),
                 scopes: registered.scopes,
+                confirmation: registered.cnf,
+                dpop: policy.dpop,
+                admission: Admission::default(),
             },
             valid_until,
             policy: index,

@@ -1,0 +1,344 @@
+//! The DPoP settings of a layer ([`Dpop`]) and what they are checked with once built.
+
+use std::{fmt, time::Duration};
+
+use http::{HeaderMap, HeaderValue, Method, Uri};
+
+use super::{
+    htu::Origin,
+    nonce::Nonces,
+    proof::{self, ProofAlg},
+    replay::ReplayCache,
+};
+use crate::{AuthError, ConfigError};
+
+/// The proof algorithms a layer accepts unless told otherwise: every asymmetric algorithm
+/// RFC 9449 implementations use, with EdDSA under both its RFC 8037 name `EdDSA` and its
+/// fully specified RFC 9864 name `Ed25519`.
+pub const DEFAULT_DPOP_ALGORITHMS: &[&str] =
+    &["ES256", "ES384", "PS256", "RS256", "EdDSA", "Ed25519"];
+
+/// Whether tokens may, or must, be DPoP-bound: for a whole layer ([`Dpop::mode`]) or one
+/// trusted issuer ([`TrustedIssuer::dpop`](crate::TrustedIssuer::dpop)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DpopMode {
+    /// The `DPoP` scheme is refused; a token bound to a DPoP key can never be used.
+    Off,
+    /// Bearer tokens with the `Bearer` scheme, DPoP-bound tokens with the `DPoP` scheme.
+    #[default]
+    Allowed,
+    /// Only DPoP-bound tokens, with the `DPoP` scheme and a proof.
+    Required,
+}
+
+/// DPoP (RFC 9449) for a [`JwtAuthLayer`](crate::JwtAuthLayer): how proofs are checked.
+///
+/// A proof names the URI it was made for (`htu`), and behind a proxy or a load balancer the
+/// server cannot know the URI its clients see, so the public origin is configured, never
+/// taken from the request: [`Dpop::new`] with a fixed origin, or [`Dpop::for_hosts`] to
+/// accept the `Host` of the request only when it is one of a list.
+///
+/// Every setting is infallible; mistakes are reported by
+/// [`JwtAuthLayerBuilder::build`](crate::JwtAuthLayerBuilder::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_jwt_auth::{Dpop, DpopMode, JwtAuthLayer, StandardClaims};
+///
+/// let layer = JwtAuthLayer::<StandardClaims>::builder()
+///     .hs256(b"an example secret of at least 32 bytes")
+///     .dpop(
+///         Dpop::new("https://api.example.com")
+///             .mode(DpopMode::Required)
+///             .proof_lifetime(Duration::from_secs(30)),
+///     )
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+#[must_use = "a `Dpop` does nothing until it is given to `JwtAuthLayerBuilder::dpop`"]
+pub struct Dpop {
+    origin: OriginSetting,
+    mode: DpopMode,
+    algorithms: Option<Vec<String>>,
+    proof_lifetime: Duration,
+    clock_skew: Duration,
+    nonce_secret: Option<Vec<u8>>,
+    nonce_rotation: Duration,
+    replay_capacity: usize,
+}
+
+#[derive(Clone, Debug)]
+enum OriginSetting {
+    Fixed(String),
+    Hosts { scheme: String, hosts: Vec<String> },
+}
+
+impl Dpop {
+    /// DPoP for a resource served at `public_origin`, as its clients write it: a scheme and
+    /// authority (`https://api.example.com`), optionally with a path prefix that a proxy
+    /// strips (`https://example.com/api`). A proof's `htu` must be this origin followed by
+    /// the request's path.
+    pub fn new(public_origin: impl Into<String>) -> Self {
+        Self::with_origin(OriginSetting::Fixed(public_origin.into()))
+    }
+
+    /// DPoP for a resource served under several host names: the request's `Host` (or
+    /// HTTP/2 `:authority`) is believed only when it is one of `hosts` (`host` or
+    /// `host:port`, compared case-insensitively), and a request naming another host cannot
+    /// pass with a proof. `scheme` is `https` or `http`.
+    pub fn for_hosts(
+        scheme: impl Into<String>,
+        hosts: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self::with_origin(OriginSetting::Hosts {
+            scheme: scheme.into(),
+            hosts: hosts.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    fn with_origin(origin: OriginSetting) -> Self {
+        Self {
+            origin,
+            mode: DpopMode::Allowed,
+            algorithms: None,
+            proof_lifetime: Duration::from_secs(60),
+            clock_skew: Duration::from_secs(5),
+            nonce_secret: None,
+            nonce_rotation: Duration::from_secs(60),
+            replay_capacity: 1 << 20,
+        }
+    }
+
+    /// Whether DPoP-bound tokens are allowed beside bearer tokens (the default) or
+    /// required; [`TrustedIssuer::dpop`](crate::TrustedIssuer::dpop) overrides it for one
+    /// issuer.
+    pub fn mode(mut self, mode: DpopMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The proof algorithms accepted (default [`DEFAULT_DPOP_ALGORITHMS`]), a subset of
+    /// them. They are advertised in the challenge's `algs` parameter.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long after its `iat` a proof is accepted (default 60 s, at most 10 minutes).
+    /// Every proof's `jti` is remembered this long (plus the clock skew) to refuse replays.
+    pub fn proof_lifetime(mut self, lifetime: Duration) -> Self {
+        self.proof_lifetime = lifetime;
+        self
+    }
+
+    /// How far in the future a proof's `iat` may lie, for clients whose clock is ahead
+    /// (default 5 s, at most the proof lifetime).
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// Server-provided nonces (RFC 9449 section 9): a proof must carry a nonce this server
+    /// gave, or it is answered `401 use_dpop_nonce` with a fresh one in `DPoP-Nonce`.
+    ///
+    /// Nonces are stateless: derived from `secret` (at least 32 bytes) and the current time
+    /// step, so every instance given the same secret accepts every other's nonces. A nonce
+    /// is good for the step it was made in and the next; a response to a proof with the
+    /// previous step's nonce carries the current one.
+    pub fn nonces(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.nonce_secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// How often the server nonce changes (default 60 s); a nonce is accepted for up to
+    /// twice this long.
+    pub fn nonce_rotation(mut self, rotation: Duration) -> Self {
+        self.nonce_rotation = rotation;
+        self
+    }
+
+    /// How many proofs the in-memory replay store remembers within one proof lifetime
+    /// (default 1,048,576, about 16 MiB). Past it, DPoP requests are answered `503` until
+    /// older proofs expire: a replay is never let through for want of room.
+    pub fn replay_capacity(mut self, capacity: usize) -> Self {
+        self.replay_capacity = capacity;
+        self
+    }
+
+    pub(crate) fn build(self) -> Result<DpopVerifier, ConfigError> {
+        let origin = match &self.origin {
+            OriginSetting::Fixed(origin) => Origin::fixed(origin)?,
+            OriginSetting::Hosts { scheme, hosts } => Origin::hosts(scheme, hosts)?,
+        };
+        let names: Vec<String> = match self.algorithms {
+            Some(names) => names,
+            None => DEFAULT_DPOP_ALGORITHMS
+                .iter()
+                .map(|&n| n.to_owned())
+                .collect(),
+        };
+        if names.is_empty() {
+            return Err(ConfigError::NoAlgorithms);
+        }
+        let mut algorithms = Vec::with_capacity(names.len());
+        for name in &names {
+            let alg = ProofAlg::parse(name).ok_or(ConfigError::InvalidValue(
+                "a DPoP algorithm must be one of ES256, ES384, PS256, RS256, EdDSA, Ed25519",
+            ))?;
+            algorithms.push((name.clone(), alg));
+        }
+        let max = Duration::from_secs(600);
+        if self.proof_lifetime.as_secs() == 0 || self.proof_lifetime > max {
+            return Err(ConfigError::OutOfRange(
+                "the DPoP proof lifetime must be 1 second to 10 minutes",
+            ));
+        }
+        if self.clock_skew > self.proof_lifetime {
+            return Err(ConfigError::OutOfRange(
+                "the DPoP clock skew must be at most the proof lifetime",
+            ));
+        }
+        if self.replay_capacity == 0 {
+            return Err(ConfigError::OutOfRange(
+                "the DPoP replay capacity must be positive",
+            ));
+        }
+        let nonces = match &self.nonce_secret {
+            Some(secret) => Some(Nonces::new(secret, self.nonce_rotation)?),
+            None => None,
+        };
+        let challenge = HeaderValue::try_from(names.join(" "))
+            .map_err(|_| ConfigError::InvalidValue("a DPoP algorithm name is not visible ASCII"))?;
+        let window = self.proof_lifetime + self.clock_skew;
+        Ok(DpopVerifier {
+            origin,
+            mode: self.mode,
+            algorithms,
+            algs: challenge,
+            lifetime: self.proof_lifetime.as_secs(),
+            skew: self.clock_skew.as_secs(),
+            nonces,
+            replay: ReplayCache::new(self.replay_capacity, window),
+        })
+    }
+}
+
+impl fmt::Debug for Dpop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the nonce secret.
+        f.debug_struct("Dpop")
+            .field("origin", &self.origin)
+            .field("mode", &self.mode)
+            .field("algorithms", &self.algorithms)
+            .field("proof_lifetime", &self.proof_lifetime)
+            .field("clock_skew", &self.clock_skew)
+            .field("nonces", &self.nonce_secret.is_some())
+            .field("replay_capacity", &self.replay_capacity)
+            .finish()
+    }
+}
+
+/// A proof that passed: the thumbprint of its key, and a fresher nonce to hand the client
+/// when its nonce is about to expire.
+pub(crate) struct CheckedProof {
+    pub(crate) jkt: String,
+    pub(crate) next_nonce: Option<HeaderValue>,
+}
+
+/// Built [`Dpop`] settings: checks the proof of one request (RFC 9449 section 4.3).
+pub(crate) struct DpopVerifier {
+    origin: Origin,
+    pub(crate) mode: DpopMode,
+    algorithms: Vec<(String, ProofAlg)>,
+    /// The `algs` challenge parameter.
+    pub(crate) algs: HeaderValue,
+    lifetime: u64,
+    skew: u64,
+    nonces: Option<Nonces>,
+    replay: ReplayCache,
+}
+
+impl DpopVerifier {
+    /// Checks the request's one `DPoP` proof against the request and the access `token`,
+    /// in the order of RFC 9449 section 4.3, then records its `jti`. The binding of the
+    /// token to the proof's key (`cnf.jkt`) is the caller's last check.
+    pub(crate) fn check(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        token: &str,
+        now: u64,
+    ) -> Result<CheckedProof, AuthError> {
+        // 1, 2. Exactly one proof, a well-formed JWT.
+        let mut values = headers.get_all(DPOP).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(AuthError::InvalidDpopProof(
+                "a DPoP request carries exactly one DPoP header",
+            ));
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| AuthError::InvalidDpopProof("the DPoP proof is not a JWT"))?;
+        // 3-7. Header, claims, algorithm, key, signature.
+        let proof = proof::verify(value, &self.algorithms)?;
+        // 8. The method.
+        if proof.htm != method.as_str() {
+            return Err(AuthError::InvalidDpopProof(
+                "the proof was made for another HTTP method",
+            ));
+        }
+        // 9. The URI, without query and fragment, normalized.
+        if !self.origin.matches(&proof.htu, uri, headers) {
+            return Err(AuthError::InvalidDpopProof(
+                "the proof was made for another URI",
+            ));
+        }
+        // 10. The nonce, when this server hands them out.
+        let next_nonce = match &self.nonces {
+            None => None,
+            Some(nonces) => nonces.check(proof.nonce.as_deref(), now)?,
+        };
+        // 11. Its age.
+        if proof.iat + self.lifetime < now {
+            return Err(AuthError::InvalidDpopProof("the proof is too old"));
+        }
+        if proof.iat > now + self.skew {
+            return Err(AuthError::InvalidDpopProof(
+                "the proof is issued in the future",
+            ));
+        }
+        // 12. The access token hash.
+        if proof.ath.as_deref() != Some(&*proof::token_hash(token)) {
+            return Err(AuthError::InvalidDpopProof(
+                "the proof's ath is not the hash of this access token",
+            ));
+        }
+        // Last, once the proof is known to be good: never seen before (section 11.1).
+        self.replay.first_use(&proof.jkt, &proof.jti, now)?;
+        Ok(CheckedProof {
+            jkt: proof.jkt,
+            next_nonce,
+        })
+    }
+}
+
+impl fmt::Debug for DpopVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpopVerifier")
+            .field("origin", &self.origin)
+            .field("mode", &self.mode)
+            .field("algs", &self.algs)
+            .field("lifetime", &self.lifetime)
+            .field("nonces", &self.nonces.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `DPoP` request header (RFC 9449 section 4.1).
+pub(crate) const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+/// The `DPoP-Nonce` response header (RFC 9449 section 8.1).
+pub(crate) const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
