@@ -62,7 +62,8 @@ pub struct TokenIssuer {
 pub struct IssuedToken {
     /// The signed JWT.
     pub access_token: String,
-    /// Always `"bearer"`.
+    /// `"bearer"`, or `"DPoP"` for a token bound to a proof key
+    /// ([`issue_bound`](TokenIssuer::issue_bound)).
     pub token_type: &'static str,
     /// Seconds until the token expires.
     pub expires_in: u64,
@@ -111,6 +112,14 @@ struct AccessClaims<'a> {
     jti: String,
     #[serde(skip_serializing_if = "str::is_empty")]
     scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Cnf<'a>>,
+}
+
+/// `cnf` with the thumbprint of the key a DPoP-bound token is bound to (RFC 9449 section 6.1).
+#[derive(Serialize)]
+struct Cnf<'a> {
+    jkt: &'a str,
 }
 
 /// What signs: the private key, its algorithm, and the public half for validating.
@@ -308,6 +317,28 @@ impl TokenIssuer {
     /// Issues a token for `subject` granting `scope` (space-separated), with `iss`, `aud`,
     /// `iat`, `exp` and a random `jti`.
     pub fn issue(&self, subject: &str, scope: &str) -> Result<IssuedToken, IssueError> {
+        self.sign(subject, scope, None)
+    }
+
+    /// Issues a token bound to the DPoP key whose RFC 7638 thumbprint is `jkt` (its
+    /// `cnf.jkt`, RFC 9449 section 6.1), with `token_type` `DPoP`: the layer accepts it only
+    /// with the `DPoP` scheme and a proof signed by that key. `jkt` comes from the proof of
+    /// the token request, checked by [`DpopVerifier::check_token_request`](crate::DpopVerifier::check_token_request).
+    pub fn issue_bound(
+        &self,
+        subject: &str,
+        scope: &str,
+        jkt: &str,
+    ) -> Result<IssuedToken, IssueError> {
+        self.sign(subject, scope, Some(jkt))
+    }
+
+    fn sign(
+        &self,
+        subject: &str,
+        scope: &str,
+        jkt: Option<&str>,
+    ) -> Result<IssuedToken, IssueError> {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|_| IssueError::Random)?;
         let iat = get_current_timestamp();
@@ -319,6 +350,7 @@ impl TokenIssuer {
             exp: iat.saturating_add(self.ttl.as_secs()),
             jti: id.iter().map(|b| format!("{b:02x}")).collect(),
             scope,
+            cnf: jkt.map(|jkt| Cnf { jkt }),
         };
         let mut header = Header::new(self.algorithm);
         header.typ = Some(ACCESS_TOKEN_TYPE.into());
@@ -326,7 +358,7 @@ impl TokenIssuer {
         let access_token = encode(&header, &claims, &self.key).map_err(|_| IssueError::Signing)?;
         Ok(IssuedToken {
             access_token,
-            token_type: "bearer",
+            token_type: if jkt.is_some() { "DPoP" } else { "bearer" },
             expires_in: self.ttl.as_secs(),
             scope: scope.to_owned(),
         })

@@ -132,7 +132,9 @@ pub use jsonwebtoken;
 pub use keys::{KeySet, KeySource, MIN_RSA_BITS, VerificationKey};
 pub use rejection::{DEFAULT_REALM, OnRejection};
 pub use revoke::{OutOfSync, Revocations, RevocationsBuilder};
-pub use sender::{ClientCertificate, DEFAULT_DPOP_ALGORITHMS, Dpop, DpopMode, SenderConstraint};
+pub use sender::{
+    ClientCertificate, DEFAULT_DPOP_ALGORITHMS, Dpop, DpopMode, DpopVerifier, SenderConstraint,
+};
 pub use token::DEFAULT_MAX_TOKEN_LEN;
 pub use trust::TrustedIssuer;
 pub use validate::{DEFAULT_LEEWAY, MAX_LEEWAY};

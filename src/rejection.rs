@@ -26,7 +26,8 @@ pub const DEFAULT_REALM: &str = "api";
 /// HTTP `200` with `grpc-status` `16` (UNAUTHENTICATED), `7` (PERMISSION_DENIED) or `14`
 /// (UNAVAILABLE) and a `grpc-message`, the `WWW-Authenticate` challenge kept. Replace it with
 /// any [`OnRejection`], for instance a closure that keeps the challenge but renders another
-/// body:
+/// body. A response whose `WWW-Authenticate` is [`AuthError::challenge`]'s gets the layer's
+/// challenges in its place (with [DPoP](crate::Dpop), the `DPoP` one too):
 ///
 /// ```
 /// use bytes::Bytes;
@@ -118,7 +119,8 @@ impl Rejecter {
     /// Logs the rejection (never the token) and builds its response for the request with
     /// `headers`, which presented its token with `used` (if any): a custom handler's, or
     /// the default one of the request's protocol (gRPC for `content-type:
-    /// application/grpc*`, RFC 6750 otherwise) with the challenges of [`challenges`](Self::challenges).
+    /// application/grpc*`, RFC 6750 otherwise), with the challenges of
+    /// [`challenges`](Self::challenges) in place of the default one.
     /// A `use_dpop_nonce` answer carries the nonce in `DPoP-Nonce` whoever renders it.
     pub(crate) fn reject(
         &self,
@@ -129,21 +131,18 @@ impl Rejecter {
         tracing::debug!(status = error.status().as_u16(), reason = %error, "request rejected");
         let mut response = match &self.handler {
             Some(handler) => handler.on_rejection(error, &self.realm),
-            None => {
-                let mut response = if is_grpc(headers) {
-                    error.grpc_response(&self.realm)
-                } else {
-                    error.response(&self.realm)
-                };
-                let headers = response.headers_mut();
-                if headers.remove(header::WWW_AUTHENTICATE).is_some() {
-                    for challenge in self.challenges(error, used) {
-                        headers.append(header::WWW_AUTHENTICATE, challenge);
-                    }
-                }
-                response
-            }
+            None if is_grpc(headers) => error.grpc_response(&self.realm),
+            None => error.response(&self.realm),
         };
+        // The response kept the default `Bearer` challenge (ours, or a custom handler's that
+        // only changed the body): it becomes the layer's challenges, `DPoP` included.
+        let headers = response.headers_mut();
+        if headers.get(header::WWW_AUTHENTICATE) == Some(&error.challenge(&self.realm)) {
+            headers.remove(header::WWW_AUTHENTICATE);
+            for challenge in self.challenges(error, used) {
+                headers.append(header::WWW_AUTHENTICATE, challenge);
+            }
+        }
         if let AuthError::UseDpopNonce { nonce } = error
             && let Ok(nonce) = HeaderValue::try_from(&**nonce)
         {

@@ -3,6 +3,10 @@
 //! status, the challenges and what reached the inner service.
 
 mod common;
+#[path = "support/proof.rs"]
+mod proof;
+
+use proof::ath;
 
 use std::{
     convert::Infallible,
@@ -15,10 +19,7 @@ use bytes::Bytes;
 use common::*;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use jsonwebtoken::{
-    Algorithm, EncodingKey,
-    jwk::{Jwk, ThumbprintHash},
-};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tower::{Layer, ServiceBuilder, ServiceExt};
@@ -30,98 +31,36 @@ use tower_jwt_auth::{
 const ORIGIN: &str = "https://api.example.com";
 const HTU: &str = "https://api.example.com/secure-todos";
 
-/// A client's proof key.
-struct ProofKey {
-    key: EncodingKey,
-    alg: Algorithm,
-    /// The `alg` the proof names.
-    name: &'static str,
-    jwk: Value,
-    jkt: String,
+/// A client's proof key, making proofs for `GET HTU`.
+struct ProofKey(proof::ProofKey);
+
+impl std::ops::Deref for ProofKey {
+    type Target = proof::ProofKey;
+    fn deref(&self) -> &proof::ProofKey {
+        &self.0
+    }
 }
 
 impl ProofKey {
     fn es256() -> Self {
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        Self::new(
-            EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
-            Algorithm::ES256,
-            "ES256",
-        )
+        Self(proof::ProofKey::es256())
     }
 
-    /// An Ed25519 key whose proofs name `alg` (`EdDSA` or `Ed25519`).
     fn ed25519(name: &'static str) -> Self {
-        // A PKCS#8 v1 document around 32 random bytes (RFC 8410 section 7).
-        let mut der = hex("302e020100300506032b657004220420");
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).unwrap();
-        der.extend_from_slice(&seed);
-        Self::new(EncodingKey::from_ed_der(&der), Algorithm::EdDSA, name)
+        Self(proof::ProofKey::ed25519(name))
     }
 
-    fn new(key: EncodingKey, alg: Algorithm, name: &'static str) -> Self {
-        // Building any key installs the crate's crypto provider, which signing needs.
-        let _ = VerificationKey::hmac(Algorithm::HS256, SECRET);
-        let mut jwk = Jwk::from_encoding_key(&key, alg).unwrap();
-        jwk.common.key_algorithm = None;
-        let jkt = jwk.thumbprint(ThumbprintHash::SHA256).unwrap();
-        Self {
-            key,
-            alg,
-            name,
-            jwk: serde_json::to_value(&jwk).unwrap(),
-            jkt,
-        }
-    }
-
-    /// A proof for `GET HTU` with `token`, after `edit` changed its header and claims.
     fn proof_with(
         &self,
         token: &str,
         edit: impl FnOnce(&mut Map<String, Value>, &mut Map<String, Value>),
     ) -> String {
-        let mut jti = [0u8; 12];
-        getrandom::fill(&mut jti).unwrap();
-        let mut header = json!({"typ": "dpop+jwt", "alg": self.name, "jwk": self.jwk});
-        let mut claims = json!({
-            "htm": "GET",
-            "htu": HTU,
-            "iat": now(),
-            "jti": URL_SAFE_NO_PAD.encode(jti),
-            "ath": ath(token),
-        });
-        edit(
-            header.as_object_mut().unwrap(),
-            claims.as_object_mut().unwrap(),
-        );
-        self.sign(&header, &claims)
+        self.0.proof_for("GET", HTU, Some(token), edit)
     }
 
     fn proof(&self, token: &str) -> String {
         self.proof_with(token, |_, _| {})
     }
-
-    fn sign(&self, header: &Value, claims: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap()),
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
-        );
-        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &self.key, self.alg).unwrap();
-        format!("{input}.{signature}")
-    }
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn ath(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }
 
 /// A token bound to `jkt`.

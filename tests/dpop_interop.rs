@@ -33,13 +33,24 @@ fn dir() -> PathBuf {
 
 /// Whether node and the npm packages are here; in CI their absence fails the test.
 fn node_ready(test: &str) -> bool {
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    let packages = dir().join("node_modules/oidc-provider").is_dir() && dir().join("node_modules/dpop").is_dir();
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let packages = dir().join("node_modules/oidc-provider").is_dir()
+        && dir().join("node_modules/dpop").is_dir();
     if node && packages {
         return true;
     }
-    let reason = if node { "run `npm ci` in tests/interop/dpop" } else { "no `node` on PATH" };
-    assert!(std::env::var("CI").map_or(true, |ci| ci != "true"), "{test}: CI=true but {reason}");
+    let reason = if node {
+        "run `npm ci` in tests/interop/dpop"
+    } else {
+        "no `node` on PATH"
+    };
+    assert!(
+        std::env::var("CI").map_or(true, |ci| ci != "true"),
+        "{test}: CI=true but {reason}"
+    );
     eprintln!("{test}: SKIPPED: {reason}");
     false
 }
@@ -61,8 +72,11 @@ impl Provider {
             .spawn()
             .expect("node starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("provider said {line:?}"));
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("provider said {line:?}"));
         Self {
             child,
             issuer: ready["issuer"].as_str().unwrap().to_owned(),
@@ -108,7 +122,11 @@ async fn send(
     if let Some(proof) = proof {
         req = req.header("dpop", proof);
     }
-    let res = layer.layer(inner).oneshot(req.body(Full::default()).unwrap()).await.unwrap();
+    let res = layer
+        .layer(inner)
+        .oneshot(req.body(Full::default()).unwrap())
+        .await
+        .unwrap();
     let challenge = res
         .headers()
         .get(header::WWW_AUTHENTICATE)
@@ -147,14 +165,26 @@ async fn oidc_provider_tokens_and_dpop_library_proofs_pass_and_their_misuse_does
         // The provider's token with the library's proof: accepted, bound to the client's key.
         let (status, challenge, reached) = send(&layer, "DPoP", token, Some(proof)).await;
         assert_eq!(status, StatusCode::OK, "{alg}: {challenge:?}");
-        assert_eq!(reached, Some(Some(SenderConstraint::Dpop { jkt: jkt.into() })), "{alg}");
+        assert_eq!(
+            reached,
+            Some(Some(SenderConstraint::Dpop { jkt: jkt.into() })),
+            "{alg}"
+        );
         // The same proof again: a replay.
         let (status, challenge, reached) = send(&layer, "DPoP", token, Some(proof)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{alg}");
-        assert!(challenge.unwrap().contains("the proof has been used before"));
+        assert!(
+            challenge
+                .unwrap()
+                .contains("the proof has been used before")
+        );
         assert!(reached.is_none());
         // A second proof of the same key: accepted.
-        assert_eq!(send(&layer, "DPoP", token, Some(proof2)).await.0, StatusCode::OK, "{alg}");
+        assert_eq!(
+            send(&layer, "DPoP", token, Some(proof2)).await.0,
+            StatusCode::OK,
+            "{alg}"
+        );
         // The token as a bearer token, or without a proof: refused.
         let (status, challenge, _) = send(&layer, "Bearer", token, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);

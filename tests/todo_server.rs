@@ -7,6 +7,8 @@
 #[path = "support/example.rs"]
 #[allow(dead_code)]
 mod example;
+#[path = "support/proof.rs"]
+mod proof;
 #[path = "support/redis_server.rs"]
 #[allow(dead_code)] // `wipe` is for tests/revocation.rs
 mod redis_server;
@@ -200,6 +202,141 @@ async fn secure_route_without_token() {
     assert_eq!(
         res.headers[header::WWW_AUTHENTICATE],
         "Bearer realm=\"api\""
+    );
+}
+
+// ---- DPoP ----
+
+#[tokio::test]
+async fn a_login_with_a_dpop_proof_gets_a_bound_token_that_needs_proofs() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let origin = format!("http://{}", server.addr);
+    let key = proof::ProofKey::es256();
+    // RFC 9449 section 5: the proof of the token request names POST and the login URL.
+    let login_proof = key.proof_for("POST", &format!("{origin}/login"), None, |_, _| {});
+    let res = server
+        .login_with("alice", "wonderland", &[("dpop", &login_proof)])
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    assert_eq!(res.json()["token_type"], "DPoP");
+    let token = res.json()["access_token"].as_str().unwrap().to_owned();
+    // A bad login proof is the token endpoint's 400 invalid_dpop_proof.
+    let res = server
+        .login_with("alice", "wonderland", &[("dpop", &login_proof)])
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.json()["error"], "invalid_dpop_proof");
+    // The bound token: with a proof for the request, accepted; as a bearer token, refused.
+    let url = format!("{origin}/secure-todos");
+    let auth = format!("DPoP {token}");
+    let proof = key.proof_for("GET", &url, Some(&token), |_, _| {});
+    let headers = [("authorization", auth.as_str()), ("dpop", proof.as_str())];
+    let res = server
+        .send(Method::GET, "/secure-todos", &headers, Bytes::new())
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let res = server
+        .send(Method::GET, "/secure-todos", &headers, Bytes::new())
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "a replayed proof");
+    assert!(
+        res.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("DPoP ")
+    );
+    let res = server.get("/secure-todos", Some(&token)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.json()["detail"],
+        "the token is bound to a DPoP key: send it with the DPoP scheme and a proof"
+    );
+    // A login without a proof still gets a bearer token.
+    let res = server.login("alice", "wonderland").await;
+    assert_eq!(res.json()["token_type"], "bearer");
+    // A bare request is offered both schemes.
+    let res = server.get("/secure-todos", None).await;
+    let challenges: Vec<_> = res
+        .headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .collect();
+    assert_eq!(challenges.len(), 2);
+    assert!(
+        challenges[1]
+            .to_str()
+            .unwrap()
+            .starts_with("DPoP realm=\"api\", algs=\"ES256")
+    );
+}
+
+#[tokio::test]
+async fn with_dpop_required_and_nonces_logins_and_requests_follow_the_nonce_dance() {
+    let mut settings = config(Duration::from_secs(60));
+    settings.push(("DPOP".into(), "required".into()));
+    settings.push(("DPOP_NONCE".into(), "1".into()));
+    settings.push((
+        "DPOP_NONCE_SECRET".into(),
+        "a nonce secret of at least 32 bytes!".into(),
+    ));
+    let server = start(settings).await;
+    let origin = format!("http://{}", server.addr);
+    let key = proof::ProofKey::es256();
+    assert_eq!(
+        server.login("alice", "wonderland").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let login = format!("{origin}/login");
+    let res = server
+        .login_with(
+            "alice",
+            "wonderland",
+            &[("dpop", &key.proof_for("POST", &login, None, |_, _| {}))],
+        )
+        .await;
+    assert_eq!(
+        (res.status, res.json()["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("use_dpop_nonce"))
+    );
+    let nonce = res.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let with_nonce = |c: &mut serde_json::Map<String, Value>| {
+        c.insert("nonce".into(), json!(nonce));
+    };
+    let proof = key.proof_for("POST", &login, None, |_, c| with_nonce(c));
+    let res = server
+        .login_with("alice", "wonderland", &[("dpop", &proof)])
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    let token = res.json()["access_token"].as_str().unwrap().to_owned();
+    let url = format!("{origin}/secure-todos");
+    let auth = format!("DPoP {token}");
+    let proof = key.proof_for("GET", &url, Some(&token), |_, c| with_nonce(c));
+    let res = server
+        .send(
+            Method::GET,
+            "/secure-todos",
+            &[("authorization", &auth), ("dpop", &proof)],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    // Without the nonce: 401 use_dpop_nonce with one to use.
+    let proof = key.proof_for("GET", &url, Some(&token), |_, _| {});
+    let res = server
+        .send(
+            Method::GET,
+            "/secure-todos",
+            &[("authorization", &auth), ("dpop", &proof)],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert!(res.headers.contains_key("dpop-nonce"));
+    assert!(
+        res.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("use_dpop_nonce")
     );
 }
 

@@ -11,6 +11,9 @@
 //! and the login budgets with every instance using that Redis; `JWT_SIGNING_KEY` signs with a
 //! PEM private key and publishes its public half at `/.well-known/jwks.json`;
 //! `OIDC_ISSUER_URL` (or `JWKS_URL` with `JWKS_ISSUER`) trusts an identity provider's tokens.
+//! DPoP (RFC 9449) is allowed: a login with a `DPoP` proof gets a token bound to its key,
+//! which then works only with `Authorization: DPoP` and a fresh proof; `PUBLIC_URL` is the
+//! origin those proofs name.
 
 // Handlers refuse with `Err(response)`: both sides are responses, boxing one gains nothing.
 #![allow(clippy::result_large_err)]
@@ -40,8 +43,8 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
 use tower_jwt_auth::{
-    AuthError, Claims, JwtAuthLayer, MAX_TTL, OutOfSync, RequireScope, Revocations, StandardClaims,
-    TokenIssuer, TrustedIssuer,
+    AuthError, Claims, Dpop, DpopMode, DpopVerifier, JwtAuthLayer, MAX_TTL, OutOfSync,
+    RequireScope, Revocations, StandardClaims, TokenIssuer, TrustedIssuer,
     jwks::JwksSource,
     password::Passwords,
     throttle::{LoginError, LoginThrottle, TrustedProxies},
@@ -107,6 +110,25 @@ struct Settings {
     /// Answer 503 once logouts have been out of sync with Redis this long (unset: serve on).
     #[arg(long, env = "REVOCATIONS_REFUSE_AFTER_SECS")]
     revocations_refuse_after_secs: Option<u64>,
+    /// DPoP-bound tokens (RFC 9449): beside bearer tokens, only them, or not at all.
+    #[arg(long, env = "DPOP", value_enum, default_value = "allowed")]
+    dpop: DpopSetting,
+    /// The origin clients reach this server at, as DPoP proofs name it [default: http://TODO_ADDR].
+    #[arg(long, env = "PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Ask DPoP clients for server nonces (RFC 9449 section 9).
+    #[arg(long, env = "DPOP_NONCE", value_parser = clap::builder::BoolishValueParser::new())]
+    dpop_nonce: bool,
+    /// What nonces derive from, shared by instances (32+ bytes; random per process when unset).
+    #[arg(long, env = "DPOP_NONCE_SECRET", hide_env_values = true)]
+    dpop_nonce_secret: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DpopSetting {
+    Allowed,
+    Required,
+    Off,
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -123,6 +145,9 @@ struct App {
     proxies: TrustedProxies,
     /// Logouts; shared through Redis with `REDIS_URL`.
     revocations: Revocations,
+    /// Checks the proofs of logins that ask for DPoP-bound tokens; `None` with `DPOP=off`.
+    dpop: Option<DpopVerifier>,
+    dpop_required: bool,
     /// The demo users: name -> (argon2id PHC string, scopes granted).
     users: HashMap<&'static str, (String, &'static str)>,
     /// Each user's todos. A user is (`iss`, `sub`): `sub` is unique only within its issuer.
@@ -147,6 +172,10 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(filter.unwrap_or_else(|_| "info".into()))
         .init();
+
+    // Bound first: with port 0 the address, which DPoP proofs name, is known only now.
+    let listener = TcpListener::bind(s.addr).await?;
+    let addr = listener.local_addr()?;
 
     // The issuing side: this server's logins sign with a secret or a PEM key.
     let base = TokenIssuer::builder()
@@ -202,14 +231,43 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         None => revocations.in_memory(),
     };
 
+    // DPoP: proofs name the public origin, which a server behind a proxy cannot guess.
+    let dpop = match s.dpop {
+        DpopSetting::Off => None,
+        DpopSetting::Allowed => Some(DpopMode::Allowed),
+        DpopSetting::Required => Some(DpopMode::Required),
+    }
+    .map(|mode| {
+        let origin = s.public_url.clone();
+        let mut dpop = Dpop::new(origin.unwrap_or_else(|| format!("http://{addr}"))).mode(mode);
+        if s.dpop_nonce {
+            dpop = dpop.nonces(match &s.dpop_nonce_secret {
+                Some(secret) => secret.as_bytes().to_vec(),
+                None => {
+                    tracing::warn!(
+                        "DPOP_NONCE_SECRET is not set: nonces are good on this instance only"
+                    );
+                    let mut secret = vec![0; 32];
+                    getrandom::fill(&mut secret).expect("randomness");
+                    secret
+                }
+            });
+        }
+        dpop
+    });
+
     // The validating side: this server's tokens keep every check of `issuer.layer()`
     // (`typ` = `at+jwt`); a provider's are typed as configured, and the audience keeps its
     // ID tokens out.
-    let auth: JwtAuthLayer = match external {
+    let auth = match external {
         None => issuer.layer(),
         Some(provider) => JwtAuthLayer::builder()
             .trusting([issuer.trusted(), provider.audience(&s.audience)])
             .require_claim("sub"),
+    };
+    let auth: JwtAuthLayer = match &dpop {
+        Some(dpop) => auth.dpop(dpop.clone()),
+        None => auth,
     }
     .cache(s.cache_size)
     .max_age(lifetime) // an older token would outlive a "log out everywhere" before it
@@ -234,6 +292,8 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         throttle: throttle.build()?,
         proxies: TrustedProxies::new(s.trusted_proxies.clone()),
         revocations: revocations.clone(),
+        dpop_required: matches!(s.dpop, DpopSetting::Required),
+        dpop: dpop.map(Dpop::verifier).transpose()?,
         users,
         todos: Mutex::default(),
         next_id: AtomicU64::new(1),
@@ -275,8 +335,7 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
             .oneshot(req)
         }));
 
-    let listener = TcpListener::bind(s.addr).await?;
-    tracing::info!("listening on http://{}", listener.local_addr()?);
+    tracing::info!("listening on http://{addr}");
     serve(listener, BoxCloneSyncService::new(service), &s).await;
     // Logouts made while Redis was unreachable wait in memory until Redis has them.
     if !revocations.flush(Duration::from_secs(5)).await {
@@ -551,8 +610,16 @@ struct LoginForm {
     password: Option<String>,
 }
 
-/// `POST /login`: the OAuth2 password form (or JSON) in, a bearer token out.
+/// `POST /login`: the OAuth2 password form (or JSON) in, a bearer token out; with a `DPoP`
+/// proof (RFC 9449 section 5), a token bound to the proof's key.
 async fn login(app: &App, req: Request<Incoming>) -> Answer {
+    let jkt = match &app.dpop {
+        Some(dpop) if req.headers().contains_key("dpop") || app.dpop_required => Some(
+            dpop.check_token_request(&req)
+                .map_err(|e| dpop_refusal(&e))?,
+        ),
+        _ => None,
+    };
     let peer = req
         .extensions()
         .get::<SocketAddr>()
@@ -598,7 +665,10 @@ async fn login(app: &App, req: Request<Incoming>) -> Answer {
         .verify(&app.passwords, &username, client, &password, phc)
         .await
     {
-        Ok(true) => match app.issuer.issue(&username, scope) {
+        Ok(true) => match match &jkt {
+            Some(jkt) => app.issuer.issue_bound(&username, scope, jkt),
+            None => app.issuer.issue(&username, scope),
+        } {
             Ok(token) => {
                 tracing::info!(user = %username, "login succeeded");
                 Ok(json(StatusCode::OK, &token))
@@ -668,6 +738,23 @@ fn rejection(error: &AuthError, realm: &str) -> Response<Bytes> {
     error
         .response(realm)
         .map(|_| Bytes::from(detail.unwrap_or_default()))
+}
+
+/// A login's bad DPoP proof, as a token endpoint answers it (RFC 9449 section 5): `400`
+/// with the OAuth error code, and a nonce to retry with when one is asked for.
+fn dpop_refusal(error: &AuthError) -> Response<Body> {
+    let body = json!({"error": error.error_code(), "error_description": error.description()});
+    let status = match error.status() {
+        StatusCode::SERVICE_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut res = json(status, &body);
+    if let AuthError::UseDpopNonce { nonce } = error
+        && let Ok(nonce) = HeaderValue::try_from(&**nonce)
+    {
+        res.headers_mut().insert("dpop-nonce", nonce);
+    }
+    res
 }
 
 fn retry(mut res: Response<Body>, secs: u64) -> Response<Body> {

@@ -132,7 +132,7 @@ impl Senders {
                     req.method(),
                     req.uri(),
                     req.headers(),
-                    &credential.token,
+                    Some(&credential.token),
                     now,
                 )?;
                 // RFC 9449 section 4.3 check 12: the proof's key is the token's.

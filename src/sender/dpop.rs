@@ -168,6 +168,17 @@ impl Dpop {
         self
     }
 
+    /// A verifier of proofs on their own, for a token endpoint that issues DPoP-bound
+    /// tokens (RFC 9449 section 5); the layer builds its own from the same settings.
+    ///
+    /// # Errors
+    ///
+    /// The mistakes [`JwtAuthLayerBuilder::build`](crate::JwtAuthLayerBuilder::build)
+    /// reports for these settings.
+    pub fn verifier(self) -> Result<DpopVerifier, ConfigError> {
+        self.build()
+    }
+
     pub(crate) fn build(self) -> Result<DpopVerifier, ConfigError> {
         let origin = match &self.origin {
             OriginSetting::Fixed(origin) => Origin::fixed(origin)?,
@@ -249,7 +260,9 @@ pub(crate) struct CheckedProof {
 }
 
 /// Built [`Dpop`] settings: checks the proof of one request (RFC 9449 section 4.3).
-pub(crate) struct DpopVerifier {
+///
+/// A layer builds its own; [`Dpop::verifier`] makes one for a token endpoint.
+pub struct DpopVerifier {
     origin: Origin,
     pub(crate) mode: DpopMode,
     algorithms: Vec<(String, ProofAlg)>,
@@ -262,6 +275,22 @@ pub(crate) struct DpopVerifier {
 }
 
 impl DpopVerifier {
+    /// Checks the `DPoP` proof of a token request (RFC 9449 section 5): every check of
+    /// section 4.3 but those about an access token, which the request does not carry yet.
+    /// The answer is the RFC 7638 thumbprint of the proof's key, for
+    /// [`TokenIssuer::issue_bound`](crate::TokenIssuer::issue_bound); an error is the
+    /// reason, for a `400 invalid_dpop_proof` (or `use_dpop_nonce`) answer.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::InvalidDpopProof`], [`AuthError::UseDpopNonce`] or
+    /// [`AuthError::DpopUnavailable`].
+    pub fn check_token_request<B>(&self, req: &http::Request<B>) -> Result<String, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        self.check(req.method(), req.uri(), req.headers(), None, now)
+            .map(|proof| proof.jkt)
+    }
+
     /// Checks the request's one `DPoP` proof against the request and the access `token`,
     /// in the order of RFC 9449 section 4.3, then records its `jti`. The binding of the
     /// token to the proof's key (`cnf.jkt`) is the caller's last check.
@@ -270,7 +299,7 @@ impl DpopVerifier {
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-        token: &str,
+        token: Option<&str>,
         now: u64,
     ) -> Result<CheckedProof, AuthError> {
         // 1, 2. Exactly one proof, a well-formed JWT.
@@ -311,8 +340,10 @@ impl DpopVerifier {
                 "the proof is issued in the future",
             ));
         }
-        // 12. The access token hash.
-        if proof.ath.as_deref() != Some(&*proof::token_hash(token)) {
+        // 12. The access token hash, when there is one.
+        if let Some(token) = token
+            && proof.ath.as_deref() != Some(&*proof::token_hash(token))
+        {
             return Err(AuthError::InvalidDpopProof(
                 "the proof's ath is not the hash of this access token",
             ));

@@ -37,4 +37,4 @@ pub use certificate::ClientCertificate;
 pub use check::SenderConstraint;
 pub(crate) use check::{Admission, Senders};
 pub(crate) use dpop::DPOP_NONCE;
-pub use dpop::{DEFAULT_DPOP_ALGORITHMS, Dpop, DpopMode};
+pub use dpop::{DEFAULT_DPOP_ALGORITHMS, Dpop, DpopMode, DpopVerifier};
