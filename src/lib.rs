@@ -132,6 +132,8 @@ pub use jsonwebtoken;
 pub use keys::{KeySet, KeySource, MIN_RSA_BITS, VerificationKey};
 pub use rejection::{DEFAULT_REALM, OnRejection};
 pub use revoke::{OutOfSync, Revocations, RevocationsBuilder};
+#[cfg(feature = "redis")]
+pub use sender::ReplayFallback;
 pub use sender::{
     ClientCertificate, DEFAULT_DPOP_ALGORITHMS, Dpop, DpopMode, DpopVerifier, SenderConstraint,
 };

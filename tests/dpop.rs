@@ -704,3 +704,122 @@ fn dpop_mistakes_are_reported_by_build() {
         "{debug}"
     );
 }
+
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
+
+/// The replay store shared through a real Redis: two layers stand for two instances.
+#[cfg(feature = "redis")]
+mod through_redis {
+    use tower_jwt_auth::ReplayFallback;
+
+    use super::*;
+    use crate::redis_server::RedisServer;
+
+    fn instance(redis: &RedisServer, fallback: ReplayFallback) -> JwtAuthLayer<StandardClaims> {
+        let client = redis::Client::open(redis.url()).unwrap();
+        configured()
+            .dpop(
+                Dpop::new(ORIGIN)
+                    .redis(client)
+                    .when_redis_unavailable(fallback),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_proof_used_on_one_instance_is_refused_on_every_other() {
+        let Some(redis) =
+            RedisServer::start("a_proof_used_on_one_instance_is_refused_on_every_other")
+        else {
+            return;
+        };
+        let (a, b) = (
+            instance(&redis, ReplayFallback::Refuse),
+            instance(&redis, ReplayFallback::Refuse),
+        );
+        let key = ProofKey::es256();
+        let token = bound_to(&key.jkt);
+        let proof = key.proof(&token);
+        assert_eq!(
+            send(&a, request("DPoP", &token, &[&proof])).await.status,
+            StatusCode::OK
+        );
+        assert_bad_proof(
+            &b,
+            request("DPoP", &token, &[&proof]),
+            "the proof has been used before",
+        )
+        .await;
+        // A fresh proof passes on either.
+        assert_eq!(
+            send(&b, request("DPoP", &token, &[&key.proof(&token)]))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        // Bearer requests never wait on Redis.
+        let bearer = mint(&good_claims());
+        assert_eq!(
+            send(&b, request("Bearer", &bearer, &[])).await.status,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn while_redis_is_down_dpop_is_refused_unless_told_to_check_locally() {
+        let Some(mut redis) =
+            RedisServer::start("while_redis_is_down_dpop_is_refused_unless_told_to_check_locally")
+        else {
+            return;
+        };
+        let refusing = instance(&redis, ReplayFallback::Refuse);
+        let local = instance(&redis, ReplayFallback::Local);
+        redis.kill();
+        let key = ProofKey::es256();
+        let token = bound_to(&key.jkt);
+        // The default: 503 with Retry-After, the inner service not reached.
+        let seen = send(&refusing, request("DPoP", &token, &[&key.proof(&token)])).await;
+        assert_eq!(seen.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(seen.headers[header::RETRY_AFTER], "5");
+        assert!(seen.reached.is_none());
+        // Bearer tokens are served meanwhile.
+        let bearer = mint(&good_claims());
+        assert_eq!(
+            send(&refusing, request("Bearer", &bearer, &[]))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        // Local: served, and a replay on the same instance is still refused.
+        let proof = key.proof(&token);
+        assert_eq!(
+            send(&local, request("DPoP", &token, &[&proof]))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        assert_bad_proof(
+            &local,
+            request("DPoP", &token, &[&proof]),
+            "the proof has been used before",
+        )
+        .await;
+        // Redis back: the refusing instance serves DPoP again.
+        redis.restart();
+        let mut status = StatusCode::SERVICE_UNAVAILABLE;
+        for _ in 0..50 {
+            status = send(&refusing, request("DPoP", &token, &[&key.proof(&token)]))
+                .await
+                .status;
+            if status == StatusCode::OK {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, StatusCode::OK);
+    }
+}

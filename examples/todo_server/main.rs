@@ -216,12 +216,12 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         .max_lockout(Duration::from_secs(s.login_max_lockout_secs))
         .account_max_failures(s.login_account_max_failures)
         .account_window(Duration::from_secs(s.login_account_window_secs));
-    let revocations = match s
+    let redis = s
         .redis_url
         .as_deref()
         .map(redis::Client::open)
-        .transpose()?
-    {
+        .transpose()?;
+    let revocations = match redis.clone() {
         Some(redis) => {
             throttle = throttle
                 .redis(redis.clone())
@@ -240,6 +240,12 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     .map(|mode| {
         let origin = s.public_url.clone();
         let mut dpop = Dpop::new(origin.unwrap_or_else(|| format!("http://{addr}"))).mode(mode);
+        if let Some(redis) = &redis {
+            // A proof used on one instance is refused on every other.
+            dpop = dpop
+                .redis(redis.clone())
+                .redis_key_prefix("todo-server:dpop");
+        }
         if s.dpop_nonce {
             dpop = dpop.nonces(match &s.dpop_nonce_secret {
                 Some(secret) => secret.as_bytes().to_vec(),
@@ -616,6 +622,7 @@ async fn login(app: &App, req: Request<Incoming>) -> Answer {
     let jkt = match &app.dpop {
         Some(dpop) if req.headers().contains_key("dpop") || app.dpop_required => Some(
             dpop.check_token_request(&req)
+                .await
                 .map_err(|e| dpop_refusal(&e))?,
         ),
         _ => None,

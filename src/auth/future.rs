@@ -21,7 +21,7 @@ use crate::{
     keys::RefreshWait,
     sender::DPOP_NONCE,
     token::{Credential, Scheme},
-    validate::Verdict,
+    validate::{Pending, Validated, Verdict},
 };
 
 pin_project! {
@@ -42,7 +42,18 @@ pin_project! {
         /// Only when a remote key set is refreshed for this token: the one boxed future on
         /// the request path, and it is on the slow one.
         WaitingForKeys { wait: RefreshWait, parked: Option<Parked<S, ReqBody, C>> },
+        /// Only with a DPoP replay store shared through Redis: the proof's claim there.
+        WaitingForReplay { wait: Pending, parked: Option<Admitted<S, ReqBody, C>> },
     }
+}
+
+/// A request whose token passed, waiting for the last word of the shared replay store.
+struct Admitted<S, ReqBody, C> {
+    validated: Validated<C>,
+    scheme: Scheme,
+    inner: S,
+    req: Request<ReqBody>,
+    config: Arc<Config<C>>,
 }
 
 /// What a request waiting for keys needs afterwards: its token, the inner service that was
@@ -93,7 +104,7 @@ impl<F, S, ReqBody, C> ResponseFuture<F, S, ReqBody, C> {
 
 impl<S, ReqBody, C> ResponseFuture<S::Future, S, ReqBody, C>
 where
-    S: Service<Request<ReqBody>>,
+    S: Service<Request<ReqBody>> + Clone,
     C: Send + Sync + 'static,
 {
     /// Acts on a verdict: the claims go into the request's extensions and the request to
@@ -104,7 +115,7 @@ where
         scheme: Scheme,
         inner: &mut S,
         mut req: Request<ReqBody>,
-        config: &Config<C>,
+        config: &Arc<Config<C>>,
     ) -> Self {
         let error = match verdict {
             Verdict::Valid(validated) => {
@@ -116,6 +127,23 @@ where
                     extensions.insert(constraint);
                 }
                 return Self::inner(inner.call(req), admission.nonce);
+            }
+            Verdict::WaitForReplay(wait, validated) => {
+                // As for a key wait: the service polled ready goes with the request.
+                let clone = inner.clone();
+                let parked = Admitted {
+                    validated,
+                    scheme,
+                    inner: std::mem::replace(inner, clone),
+                    req,
+                    config: config.clone(),
+                };
+                return Self {
+                    kind: Kind::WaitingForReplay {
+                        wait,
+                        parked: Some(parked),
+                    },
+                };
             }
             Verdict::Invalid(error) => error,
             Verdict::WaitForKeys(_, error) => error,
@@ -136,7 +164,7 @@ where
 
 impl<S, ReqBody, ResBody, C> Future for ResponseFuture<S::Future, S, ReqBody, C>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     C: DeserializeOwned + Send + Sync + 'static,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
@@ -171,6 +199,23 @@ where
                     let verdict = config.validator.check(&credential.token);
                     let verdict = config.senders.check(verdict, &credential, &req);
                     Self::decided(verdict, credential.scheme, &mut inner, req, &config)
+                }
+                KindProj::WaitingForReplay { wait, parked } => {
+                    let claimed = ready!(wait.as_mut().poll(cx));
+                    let Admitted {
+                        validated,
+                        scheme,
+                        mut inner,
+                        req,
+                        config,
+                    } = parked
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let verdict = match claimed {
+                        Ok(()) => Verdict::Valid(validated),
+                        Err(error) => Verdict::Invalid(error),
+                    };
+                    Self::decided(verdict, scheme, &mut inner, req, &config)
                 }
             };
             self.set(next);

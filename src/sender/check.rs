@@ -14,7 +14,7 @@ use crate::{
     AuthError,
     claims::Confirmation,
     token::{Credential, Scheme},
-    validate::Verdict,
+    validate::{Pending, Verdict},
 };
 
 /// How the request proved it may use its token, inserted into the request's extensions
@@ -79,9 +79,12 @@ impl Senders {
         };
         let mode = validated.dpop.unwrap_or_else(|| self.mode());
         match self.admit(mode, validated.confirmation.as_ref(), credential, req) {
-            Ok(admission) => {
+            Ok((admission, pending)) => {
                 validated.admission = admission;
-                Verdict::Valid(validated)
+                match pending {
+                    Some(pending) => Verdict::WaitForReplay(pending, validated),
+                    None => Verdict::Valid(validated),
+                }
             }
             Err(error) => Verdict::Invalid(error),
         }
@@ -93,7 +96,7 @@ impl Senders {
         confirmation: Option<&Confirmation>,
         credential: &Credential<'_>,
         req: &Request<B>,
-    ) -> Result<Admission, AuthError> {
+    ) -> Result<(Admission, Option<Pending>), AuthError> {
         use Confirmation::{CertificateThumbprint, Jkt, Unsupported};
         match (credential.scheme, confirmation) {
             (_, Some(Unsupported)) => Err(AuthError::Binding(
@@ -107,18 +110,21 @@ impl Senders {
             )),
             (Scheme::Bearer, Some(CertificateThumbprint(x5t))) => {
                 match req.extensions().get::<ClientCertificate>() {
-                    Some(cert) if cert.thumbprint() == &**x5t => Ok(Admission {
-                        constraint: Some(SenderConstraint::Certificate {
-                            x5t_s256: x5t.clone(),
-                        }),
-                        nonce: None,
-                    }),
+                    Some(cert) if cert.thumbprint() == &**x5t => Ok((
+                        Admission {
+                            constraint: Some(SenderConstraint::Certificate {
+                                x5t_s256: x5t.clone(),
+                            }),
+                            nonce: None,
+                        },
+                        None,
+                    )),
                     _ => Err(AuthError::Binding(
                         "the token is bound to a client certificate this connection did not present",
                     )),
                 }
             }
-            (Scheme::Bearer, None) => Ok(Admission::default()),
+            (Scheme::Bearer, None) => Ok((Admission::default(), None)),
             (Scheme::Dpop, _) if mode == DpopMode::Off => Err(AuthError::Binding(
                 "tokens of this issuer are not accepted with the DPoP scheme",
             )),
@@ -141,10 +147,11 @@ impl Senders {
                         "the proof is signed by another key than the token is bound to",
                     ));
                 }
-                Ok(Admission {
+                let admission = Admission {
                     constraint: Some(SenderConstraint::Dpop { jkt: jkt.clone() }),
                     nonce: proof.next_nonce,
-                })
+                };
+                Ok((admission, proof.claim))
             }
             (Scheme::Dpop, _) => Err(AuthError::Binding(
                 "the token is not bound to a DPoP key: send it with the Bearer scheme",

@@ -10,7 +10,7 @@ use super::{
     proof::{self, ProofAlg},
     replay::ReplayCache,
 };
-use crate::{AuthError, ConfigError};
+use crate::{AuthError, ConfigError, validate::Pending};
 
 /// The proof algorithms a layer accepts unless told otherwise: every asymmetric algorithm
 /// RFC 9449 implementations use, with EdDSA under both its RFC 8037 name `EdDSA` and its
@@ -68,6 +68,8 @@ pub struct Dpop {
     nonce_secret: Option<Vec<u8>>,
     nonce_rotation: Duration,
     replay_capacity: usize,
+    #[cfg(feature = "redis")]
+    redis: Option<(redis::Client, String, super::ReplayFallback)>,
 }
 
 #[derive(Clone, Debug)]
@@ -109,6 +111,8 @@ impl Dpop {
             nonce_secret: None,
             nonce_rotation: Duration::from_secs(60),
             replay_capacity: 1 << 20,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
@@ -179,6 +183,47 @@ impl Dpop {
         self.build()
     }
 
+    /// Shares the replay store with every instance through this Redis: a proof used on one
+    /// instance is refused on all others. Each DPoP request then waits for one `SET NX` (a
+    /// loopback round trip); while Redis is unreachable, see
+    /// [`when_redis_unavailable`](Self::when_redis_unavailable).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, client: redis::Client) -> Self {
+        let (prefix, fallback) = match self.redis.take() {
+            Some((_, prefix, fallback)) => (prefix, fallback),
+            None => (
+                "tower-jwt-auth:dpop".to_owned(),
+                super::ReplayFallback::default(),
+            ),
+        };
+        self.redis = Some((client, prefix, fallback));
+        self
+    }
+
+    /// The prefix of the shared replay store's keys (default `tower-jwt-auth:dpop`).
+    /// Without [`redis`](Self::redis), it does nothing.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        if let Some((_, p, _)) = &mut self.redis {
+            *p = prefix.into();
+        }
+        self
+    }
+
+    /// What DPoP requests get while Redis cannot be asked: refused with `503` (the
+    /// default), or checked on this instance only. Without [`redis`](Self::redis), it does
+    /// nothing.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn when_redis_unavailable(mut self, fallback: super::ReplayFallback) -> Self {
+        if let Some((_, _, f)) = &mut self.redis {
+            *f = fallback;
+        }
+        self
+    }
+
     pub(crate) fn build(self) -> Result<DpopVerifier, ConfigError> {
         let origin = match &self.origin {
             OriginSetting::Fixed(origin) => Origin::fixed(origin)?,
@@ -233,6 +278,13 @@ impl Dpop {
             skew: self.clock_skew.as_secs(),
             nonces,
             replay: ReplayCache::new(self.replay_capacity, window),
+            #[cfg(feature = "redis")]
+            shared: match self.redis {
+                Some((client, prefix, fallback)) => Some(super::shared_replay::SharedReplay::new(
+                    client, prefix, window, fallback,
+                )?),
+                None => None,
+            },
         })
     }
 }
@@ -257,6 +309,8 @@ impl fmt::Debug for Dpop {
 pub(crate) struct CheckedProof {
     pub(crate) jkt: String,
     pub(crate) next_nonce: Option<HeaderValue>,
+    /// With a shared replay store: the claim of the proof there, still to be awaited.
+    pub(crate) claim: Option<Pending>,
 }
 
 /// Built [`Dpop`] settings: checks the proof of one request (RFC 9449 section 4.3).
@@ -272,6 +326,8 @@ pub struct DpopVerifier {
     skew: u64,
     nonces: Option<Nonces>,
     replay: ReplayCache,
+    #[cfg(feature = "redis")]
+    shared: Option<super::shared_replay::SharedReplay>,
 }
 
 impl DpopVerifier {
@@ -285,10 +341,16 @@ impl DpopVerifier {
     ///
     /// [`AuthError::InvalidDpopProof`], [`AuthError::UseDpopNonce`] or
     /// [`AuthError::DpopUnavailable`].
-    pub fn check_token_request<B>(&self, req: &http::Request<B>) -> Result<String, AuthError> {
+    pub async fn check_token_request<B>(
+        &self,
+        req: &http::Request<B>,
+    ) -> Result<String, AuthError> {
         let now = jsonwebtoken::get_current_timestamp();
-        self.check(req.method(), req.uri(), req.headers(), None, now)
-            .map(|proof| proof.jkt)
+        let proof = self.check(req.method(), req.uri(), req.headers(), None, now)?;
+        if let Some(claim) = proof.claim {
+            claim.await?;
+        }
+        Ok(proof.jkt)
     }
 
     /// Checks the request's one `DPoP` proof against the request and the access `token`,
@@ -350,9 +412,17 @@ impl DpopVerifier {
         }
         // Last, once the proof is known to be good: never seen before (section 11.1).
         self.replay.first_use(&proof.jkt, &proof.jti, now)?;
+        #[cfg(feature = "redis")]
+        let claim = self
+            .shared
+            .as_ref()
+            .map(|s| s.claim(&proof.jkt, &proof.jti));
+        #[cfg(not(feature = "redis"))]
+        let claim = None;
         Ok(CheckedProof {
             jkt: proof.jkt,
             next_nonce,
+            claim,
         })
     }
 }

@@ -32,9 +32,13 @@ mod htu;
 mod nonce;
 mod proof;
 mod replay;
+#[cfg(feature = "redis")]
+mod shared_replay;
 
 pub use certificate::ClientCertificate;
 pub use check::SenderConstraint;
 pub(crate) use check::{Admission, Senders};
 pub(crate) use dpop::DPOP_NONCE;
 pub use dpop::{DEFAULT_DPOP_ALGORITHMS, Dpop, DpopMode, DpopVerifier};
+#[cfg(feature = "redis")]
+pub use shared_replay::ReplayFallback;

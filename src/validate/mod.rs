@@ -14,4 +14,4 @@ mod registered;
 mod validator;
 
 pub use policy::{DEFAULT_LEEWAY, MAX_LEEWAY};
-pub(crate) use validator::{Validated, Validator, Verdict};
+pub(crate) use validator::{Pending, Validated, Validator, Verdict};

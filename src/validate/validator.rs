@@ -43,14 +43,21 @@ impl<C> Clone for Validated<C> {
     }
 }
 
-/// What the validator says of one token.
+/// What the validator says of one token (and the sender check of the request).
 pub(crate) enum Verdict<C> {
     Valid(Validated<C>),
     Invalid(AuthError),
     /// The token's key may arrive with a refresh of a remote key set that has started:
     /// wait for it, then ask again. The error is the verdict if it does not.
     WaitForKeys(RefreshWait, AuthError),
+    /// Valid if the last check, which finishes on the network, says so: the DPoP proof's
+    /// claim in the replay store shared through Redis.
+    WaitForReplay(Pending, Validated<C>),
 }
+
+/// A check that finishes on the network; an error is the request's rejection.
+pub(crate) type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AuthError>> + Send>>;
 
 /// Why a token failed, and whether new keys could change that.
 enum Failure<'v> {
