@@ -14,6 +14,9 @@
 //! - [`Revocations`] refuses tokens before they expire (logout, "log out everywhere"), in one
 //!   process or, with the `redis` feature, on every instance within milliseconds, from a local
 //!   replica the request path reads without waiting on the network.
+//! - [`Dpop`] checks DPoP-bound tokens and their proofs (RFC 9449), and
+//!   [`ClientCertificate`] certificate-bound ones (RFC 8705): a token bound to a key is never
+//!   accepted as a plain bearer token.
 //! - [`TokenIssuer`] signs tokens the layer accepts, and (feature `password`)
 //!   `password::Passwords` hashes with argon2id off the async executor and
 //!   `throttle::LoginThrottle` bounds password guessing.
