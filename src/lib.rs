@@ -96,6 +96,8 @@ mod keys;
 #[cfg(feature = "password")]
 #[cfg_attr(docsrs, doc(cfg(feature = "password")))]
 pub mod password;
+#[cfg(feature = "redis")]
+mod redis_conn;
 mod rejection;
 mod revoke;
 mod sender;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
 use crate::{AuthError, ConfigError, validate::Pending};
@@ -39,15 +39,10 @@ impl SharedReplay {
         fallback: ReplayFallback,
     ) -> Result<Self, ConfigError> {
         // A request waits on this: fail fast, and let the fallback decide.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(250)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|_| {
-            ConfigError::InvalidValue(
-                "Dpop::redis: the Redis client cannot make a connection manager",
-            )
-        })?;
+        let conn = crate::redis_conn::fail_fast(
+            client,
+            "Dpop::redis: the Redis client cannot make a connection manager",
+        )?;
         Ok(Self {
             conn,
             prefix,

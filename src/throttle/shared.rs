@@ -5,10 +5,7 @@ use std::{
     time::Duration,
 };
 
-use redis::{
-    Script,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::{Script, aio::ConnectionManager};
 
 use sha2::{Digest, Sha256};
 
@@ -97,15 +94,10 @@ impl Shared {
         p: &Policy,
     ) -> Result<Self, ConfigError> {
         // Fail fast: a login waits on this, and an outage falls back to local counting.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(250)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|_| {
-            ConfigError::InvalidValue(
-                "LoginThrottleBuilder::redis: the Redis client cannot make a connection manager",
-            )
-        })?;
+        let conn = crate::redis_conn::fail_fast(
+            client,
+            "LoginThrottleBuilder::redis: the Redis client cannot make a connection manager",
+        )?;
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Ok(Self {
             conn,
