@@ -140,7 +140,8 @@ pub use revoke::{OutOfSync, Revocations, RevocationsBuilder};
 #[cfg(feature = "redis")]
 pub use sender::ReplayFallback;
 pub use sender::{
-    ClientCertificate, DEFAULT_DPOP_ALGORITHMS, Dpop, DpopMode, DpopVerifier, SenderConstraint,
+    CLIENT_CERT, CLIENT_CERT_CHAIN, ClientCertificate, DEFAULT_DPOP_ALGORITHMS, Dpop, DpopMode,
+    DpopVerifier, ForwardedCertificates, SenderConstraint,
 };
 pub use token::DEFAULT_MAX_TOKEN_LEN;
 pub use trust::TrustedIssuer;

@@ -1647,3 +1647,281 @@ async fn started_without_redis_it_serves_by_default_and_refuses_when_asked() {
         }
     }
 }
+
+// ---- Certificate-bound tokens (RFC 8705 section 3) ----
+
+/// A CA, the server's certificate for `localhost`, and two client certificates it issued,
+/// as PEM files in a fresh directory (removed when dropped).
+struct Pki {
+    dir: std::path::PathBuf,
+    server_ca: rustls::pki_types::CertificateDer<'static>,
+    clients: [(String, String, Vec<u8>); 2],
+}
+
+impl Pki {
+    fn new() -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+            KeyPair,
+        };
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("todo-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        let client = |name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let cert = params.signed_by(&key, &ca).unwrap();
+            (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+        };
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+        Self {
+            dir,
+            server_ca: ca.der().clone(),
+            clients: [client("client-a"), client("client-b")],
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    /// An HTTPS client trusting the CA, presenting client certificate `i` if given.
+    fn client(
+        &self,
+        i: Option<usize>,
+    ) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.server_ca.clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let config = match i {
+            None => config.with_no_client_auth(),
+            Some(i) => {
+                let (cert, key, _) = &self.clients[i];
+                let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+                config.with_client_auth_cert(chain, key).unwrap()
+            }
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .build();
+        Client::builder(TokioExecutor::new()).build(https)
+    }
+
+    /// `x5t#S256` of client certificate `i`, computed here: base64url(SHA-256(DER)).
+    fn thumbprint(&self, i: usize) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(&self.clients[i].2))
+    }
+
+    /// RFC 9440 `Client-Cert` of client certificate `i`: `:base64(DER):`.
+    fn client_cert_header(&self, i: usize) -> String {
+        use base64::Engine;
+        format!(
+            ":{}:",
+            base64::engine::general_purpose::STANDARD.encode(&self.clients[i].2)
+        )
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A token of the server's issuer for alice, bound to `x5t` when given.
+fn certificate_bound(x5t: Option<&str>) -> String {
+    let mut claims = json!({
+        "iss": "todo-server", "aud": "todo-api", "sub": "alice", "scope": "todos:read",
+        "jti": format!("{:032x}", rand_jti()), "iat": get_current_timestamp(),
+        "exp": get_current_timestamp() + 60,
+    });
+    if let Some(x5t) = x5t {
+        claims["cnf"] = json!({"x5t#S256": x5t});
+    }
+    forge(claims, SECRET.as_bytes())
+}
+
+fn rand_jti() -> u128 {
+    let mut bytes = [0; 16];
+    getrandom::fill(&mut bytes).unwrap();
+    u128::from_le_bytes(bytes)
+}
+
+async fn get_with<C>(
+    client: &Client<C, Full<Bytes>>,
+    url: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> Result<(StatusCode, HeaderMap, Bytes), hyper_util::client::legacy::Error>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let mut req = Request::get(url).header(header::AUTHORIZATION, format!("Bearer {token}"));
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let res = client.request(req.body(Full::default()).unwrap()).await?;
+    let (parts, body) = res.into_parts();
+    Ok((
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    ))
+}
+
+const NOT_PRESENTED: &str =
+    "the token is bound to a client certificate this connection did not present";
+
+#[tokio::test]
+async fn over_mutual_tls_a_certificate_bound_token_needs_the_certificate_it_names() {
+    let pki = Pki::new();
+    let mut env = config(Duration::from_secs(60));
+    for (k, v) in [
+        ("TLS_CERT", "server.pem"),
+        ("TLS_KEY", "server.key"),
+        ("TLS_CLIENT_CA", "ca.pem"),
+    ] {
+        env.push((k.into(), pki.path(v)));
+    }
+    let server = start(env).await;
+    let url = format!("https://localhost:{}/secure-todos", server.addr.port());
+    let (a, b) = (pki.thumbprint(0), pki.thumbprint(1));
+    let (bound_a, bound_b, plain) = (
+        certificate_bound(Some(&a)),
+        certificate_bound(Some(&b)),
+        certificate_bound(None),
+    );
+
+    let with_a = pki.client(Some(0));
+    let (status, _, body) = get_with(&with_a, &url, &bound_a, &[]).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    // Bound to another certificate of the same CA.
+    let (status, headers, body) = get_with(&with_a, &url, &bound_b, &[]).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["detail"],
+        NOT_PRESENTED
+    );
+    // A plain bearer token works with or without a certificate: client certificates are
+    // optional.
+    let (status, _, _) = get_with(&with_a, &url, &plain, &[]).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let without = pki.client(None);
+    let (status, _, _) = get_with(&without, &url, &plain, &[]).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = get_with(&without, &url, &bound_a, &[]).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["detail"],
+        NOT_PRESENTED
+    );
+    // A Client-Cert header from a client that is not a configured proxy changes nothing.
+    let forged = pki.client_cert_header(0);
+    let (status, _, _) = get_with(&without, &url, &bound_a, &[("client-cert", &forged)])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A certificate from a CA the server does not trust ends the handshake.
+    let mut stranger = Pki::new();
+    stranger.server_ca = pki.server_ca.clone();
+    assert!(
+        get_with(&stranger.client(Some(0)), &url, &plain, &[])
+            .await
+            .is_err()
+    );
+    // Plain HTTP on the TLS port is not served.
+    assert!(
+        get_with(
+            &server.client,
+            &format!("http://{}/secure-todos", server.addr),
+            &plain,
+            &[]
+        )
+        .await
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_client_cert_header_names_the_certificate() {
+    let pki = Pki::new();
+    let bound_a = certificate_bound(Some(&pki.thumbprint(0)));
+    let header_a = pki.client_cert_header(0);
+    let header_b = pki.client_cert_header(1);
+
+    // The test's loopback client is the proxy.
+    let mut env = config(Duration::from_secs(60));
+    env.push(("CLIENT_CERT_PROXIES".into(), "127.0.0.1,::1".into()));
+    let server = start(env).await;
+    let url = format!("http://{}/secure-todos", server.addr);
+    let send = |extra: Vec<(&'static str, String)>| {
+        let (client, url, token) = (server.client.clone(), url.clone(), bound_a.clone());
+        async move {
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, _, body) = get_with(&client, &url, &token, &extra).await.unwrap();
+            (status, body)
+        }
+    };
+    assert_eq!(
+        send(vec![("client-cert", header_a.clone())]).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = send(vec![("client-cert", header_b.clone())]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["detail"],
+        NOT_PRESENTED
+    );
+    // Malformed (not a byte sequence) or missing: no certificate.
+    let (status, _) = send(vec![("client-cert", header_a.trim_matches(':').to_owned())]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(vec![]).await.0, StatusCode::UNAUTHORIZED);
+
+    // Without CLIENT_CERT_PROXIES the same header is a client's claim, not believed.
+    let server = start(config(Duration::from_secs(60))).await;
+    let url = format!("http://{}/secure-todos", server.addr);
+    let (status, _, body) = get_with(
+        &server.client,
+        &url,
+        &bound_a,
+        &[("client-cert", &header_a)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["detail"],
+        NOT_PRESENTED
+    );
+}

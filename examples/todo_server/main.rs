@@ -37,14 +37,17 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
+use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
 use tower_jwt_auth::{
-    AuthError, Claims, Dpop, DpopMode, DpopVerifier, JwtAuthLayer, MAX_TTL, OutOfSync,
-    RequireScope, Revocations, StandardClaims, TokenIssuer, TrustedIssuer,
+    AuthError, Claims, ClientCertificate, Dpop, DpopMode, DpopVerifier, ForwardedCertificates,
+    JwtAuthLayer, MAX_TTL, OutOfSync, RequireScope, Revocations, StandardClaims, TokenIssuer,
+    TrustedIssuer,
     jwks::JwksSource,
     password::Passwords,
     throttle::{LoginError, LoginThrottle, TrustedProxies},
@@ -122,6 +125,19 @@ struct Settings {
     /// What nonces derive from, shared by instances (32+ bytes; random per process when unset).
     #[arg(long, env = "DPOP_NONCE_SECRET", hide_env_values = true)]
     dpop_nonce_secret: Option<String>,
+    /// Serve HTTPS (HTTP/1.1 and h2 by ALPN) with this PEM certificate chain and TLS_KEY.
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of TLS_CERT.
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Ask clients for a certificate from this PEM CA: optional, but certificate-bound
+    /// tokens (RFC 8705) work only with one.
+    #[arg(long, env = "TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// TLS-terminating proxies whose Client-Cert header (RFC 9440) names the client's certificate.
+    #[arg(long, env = "CLIENT_CERT_PROXIES", value_delimiter = ',')]
+    client_cert_proxies: Vec<IpAddr>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -176,6 +192,8 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     // Bound first: with port 0 the address, which DPoP proofs name, is known only now.
     let listener = TcpListener::bind(s.addr).await?;
     let addr = listener.local_addr()?;
+    let tls = tls_acceptor(&s)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
 
     // The issuing side: this server's logins sign with a secret or a PEM key.
     let base = TokenIssuer::builder()
@@ -239,7 +257,7 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     }
     .map(|mode| {
         let origin = s.public_url.clone();
-        let mut dpop = Dpop::new(origin.unwrap_or_else(|| format!("http://{addr}"))).mode(mode);
+        let mut dpop = Dpop::new(origin.unwrap_or_else(|| format!("{scheme}://{addr}"))).mode(mode);
         if let Some(redis) = &redis {
             // A proof used on one instance is refused on every other.
             dpop = dpop
@@ -341,8 +359,8 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
             .oneshot(req)
         }));
 
-    tracing::info!("listening on http://{addr}");
-    serve(listener, BoxCloneSyncService::new(service), &s).await;
+    tracing::info!("listening on {scheme}://{addr}");
+    serve(listener, tls, BoxCloneSyncService::new(service), &s).await;
     // Logouts made while Redis was unreachable wait in memory until Redis has them.
     if !revocations.flush(Duration::from_secs(5)).await {
         tracing::warn!("some logouts never reached Redis; other instances do not know them");
@@ -365,10 +383,11 @@ fn external_provider(s: &Settings) -> Result<Option<TrustedIssuer>, Box<dyn std:
     }))
 }
 
-/// HTTP/1.1 and h2c on one port until Ctrl-C or SIGTERM, then a drain of open connections.
-/// A client gets `HEADER_READ_TIMEOUT_SECS` to send a request head (and no longer idle on a
-/// keep-alive connection); at most `MAX_CONNECTIONS` are open (more wait in the backlog).
-async fn serve(listener: TcpListener, service: Server, s: &Settings) {
+/// HTTP/1.1 and h2c (or, with TLS, both by ALPN) on one port until Ctrl-C or SIGTERM, then
+/// a drain of open connections. A client gets `HEADER_READ_TIMEOUT_SECS` for the TLS
+/// handshake and for each request head (and no longer idle on a keep-alive connection); at
+/// most `MAX_CONNECTIONS` are open (more wait in the backlog).
+async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, service: Server, s: &Settings) {
     let timeout = Duration::from_secs(s.header_read_timeout_secs);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -383,6 +402,7 @@ async fn serve(listener: TcpListener, service: Server, s: &Settings) {
         .max_concurrent_streams(64);
     let graceful = GracefulShutdown::new();
     let open = Arc::new(Semaphore::new(s.max_connections));
+    let proxies = ForwardedCertificates::new(s.client_cert_proxies.clone());
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         let accepted = tokio::select! {
@@ -395,16 +415,40 @@ async fn serve(listener: TcpListener, service: Server, s: &Settings) {
         let (Ok(slot), Ok((stream, peer))) = accepted else {
             continue;
         };
-        // The client address keys the login throttle.
-        let svc = service.clone().map_request(move |mut req: Request<_>| {
-            req.extensions_mut().insert(peer);
-            req
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn.into_owned());
+        let (service, builder, tls, proxies) = (
+            service.clone(),
+            builder.clone(),
+            tls.clone(),
+            proxies.clone(),
+        );
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _ = conn.await;
-            drop(slot);
+            let _slot = slot; // held until the connection ends
+            // The client address keys the login throttle; its certificate (from this TLS
+            // connection or a trusted proxy's `Client-Cert`) binds tokens to it.
+            let with = |cert: Option<ClientCertificate>| {
+                TowerToHyperService::new(service.map_request(move |mut req: Request<_>| {
+                    if let Some(cert) = &cert {
+                        req.extensions_mut().insert(cert.clone());
+                    }
+                    proxies.apply(peer.ip(), &mut req);
+                    req.extensions_mut().insert(peer);
+                    req
+                }))
+            };
+            let Some(tls) = tls else {
+                let conn = builder.serve_connection(TokioIo::new(stream), with(None));
+                return drop(watcher.watch(conn.into_owned()).await);
+            };
+            let Ok(Ok(stream)) = tokio::time::timeout(timeout, tls.accept(stream)).await else {
+                return;
+            };
+            let certs = stream.get_ref().1.peer_certificates();
+            let cert = certs
+                .and_then(|c| c.first())
+                .map(|c| ClientCertificate::new(c.to_vec()));
+            let conn = builder.serve_connection(TokioIo::new(stream), with(cert));
+            drop(watcher.watch(conn.into_owned()).await);
         });
     }
     drop(listener);
@@ -415,6 +459,36 @@ async fn serve(listener: TcpListener, service: Server, s: &Settings) {
     {
         tracing::warn!("connections still open after 10 s; closing them");
     }
+}
+
+/// The HTTPS settings: `TLS_CERT` and `TLS_KEY`, and `TLS_CLIENT_CA` to ask for (but not
+/// require) client certificates it issued.
+fn tls_acceptor(s: &Settings) -> Result<Option<TlsAcceptor>, Box<dyn std::error::Error>> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) else {
+        return Ok(None);
+    };
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let config = match &s.tls_client_ca {
+        None => config.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca)? {
+                roots.add(cert?)?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                .allow_unauthenticated()
+                .build()?;
+            config.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = config.with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
 async fn shutdown_signal() {

@@ -7,7 +7,9 @@
 //!   [`Dpop`] on [`JwtAuthLayerBuilder::dpop`](crate::JwtAuthLayerBuilder::dpop).
 //! - Certificate-bound tokens (RFC 8705 section 3): the token carries `cnf.x5t#S256`, the
 //!   thumbprint of the client's TLS certificate, which the server puts into the request as a
-//!   [`ClientCertificate`] extension.
+//!   [`ClientCertificate`] extension: from its own TLS connection, or, through
+//!   [`ForwardedCertificates`], from the `Client-Cert` header (RFC 9440) of a trusted
+//!   TLS-terminating proxy.
 //!
 //! Whatever the configuration, a bound token is never accepted as a plain bearer token: a
 //! token with `cnf.jkt` needs a valid proof, one with `cnf.x5t#S256` the certificate, and
@@ -35,7 +37,7 @@ mod replay;
 #[cfg(feature = "redis")]
 mod shared_replay;
 
-pub use certificate::ClientCertificate;
+pub use certificate::{CLIENT_CERT, CLIENT_CERT_CHAIN, ClientCertificate, ForwardedCertificates};
 pub use check::SenderConstraint;
 pub(crate) use check::{Admission, Senders};
 pub(crate) use dpop::DPOP_NONCE;

@@ -154,7 +154,7 @@ impl Drop for Example {
 /// 127.0.0.1:41675`).
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-    let rest = rest.strip_prefix("http://").unwrap_or(rest);
+    let rest = rest.split_once("://").map_or(rest, |(_, rest)| rest);
     let end = rest
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
         .unwrap_or(rest.len());
