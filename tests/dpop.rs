@@ -86,6 +86,10 @@ fn dpop_layer() -> JwtAuthLayer<StandardClaims> {
 struct Seen {
     status: StatusCode,
     challenges: Vec<String>,
+    /// The challenges as an independent parser (the `http-auth` crate) reads all the
+    /// `WWW-Authenticate` lines joined (RFC 9110 section 5.3): scheme, then each parameter
+    /// unescaped.
+    parsed: Vec<(String, Vec<(String, String)>)>,
     headers: HeaderMap,
     body: Bytes,
     /// How the inner service saw the request's binding; `None` if it was not reached.
@@ -108,14 +112,30 @@ async fn send(layer: &JwtAuthLayer<StandardClaims>, req: Request<Full<Bytes>>) -
     let res = layer.layer(inner).oneshot(req).await.unwrap();
     let (parts, body) = res.into_parts();
     let reached = reached.lock().unwrap().take();
+    let challenges: Vec<String> = parts
+        .headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let joined = challenges.join(", ");
+    let parsed = match joined.as_str() {
+        "" => Vec::new(),
+        joined => http_auth::parse_challenges(joined)
+            .unwrap_or_else(|e| panic!("{joined:?} does not parse: {e}")),
+    };
+    let parsed = parsed
+        .into_iter()
+        .map(|c| {
+            let params = c.params.iter();
+            let params = params.map(|(k, v)| ((*k).to_owned(), v.to_unescaped()));
+            (c.scheme.to_owned(), params.collect())
+        })
+        .collect();
     Seen {
         status: parts.status,
-        challenges: parts
-            .headers
-            .get_all(header::WWW_AUTHENTICATE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect(),
+        challenges,
+        parsed,
         headers: parts.headers,
         body: body.collect().await.unwrap().to_bytes(),
         reached,
@@ -464,10 +484,25 @@ async fn a_token_bound_by_another_method_is_refused() {
     }
 }
 
+fn challenge(scheme: &str, params: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+    let params = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+    (scheme.to_owned(), params.collect())
+}
+
 #[tokio::test]
 async fn a_bare_request_gets_both_challenges() {
     let seen = send(&dpop_layer(), Request::new(Full::default())).await;
     assert_eq!(seen.status, StatusCode::UNAUTHORIZED);
+    let algs = ("algs", "ES256 ES384 PS256 RS256 EdDSA Ed25519");
+    assert_eq!(
+        seen.parsed,
+        [
+            challenge("Bearer", &[("realm", "api")]),
+            challenge("DPoP", &[("realm", "api"), algs]),
+        ]
+    );
     assert_eq!(
         seen.challenges,
         [
@@ -592,6 +627,23 @@ async fn server_nonces_are_asked_for_then_accepted_by_every_instance() {
             "the DPoP proof must carry the server's nonce"
         )
     );
+    // As a client's challenge parser reads it (the description's apostrophe included).
+    assert_eq!(
+        seen.parsed[0],
+        challenge(
+            "DPoP",
+            &[
+                ("realm", "api"),
+                ("error", "use_dpop_nonce"),
+                (
+                    "error_description",
+                    "the DPoP proof must carry the server's nonce"
+                ),
+                ("algs", "ES256 ES384 PS256 RS256 EdDSA Ed25519"),
+            ]
+        )
+    );
+    assert_eq!(seen.parsed[1], challenge("Bearer", &[("realm", "api")]));
     let nonce = seen.headers["dpop-nonce"].to_str().unwrap().to_owned();
     // With it: accepted by this instance and by another one with the same secret.
     for layer in [&a, &b] {
