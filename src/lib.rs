@@ -115,6 +115,13 @@ mod axum;
 #[doc(hidden)]
 pub mod fuzz_harness;
 
+/// Private parts that `benches/` measure on their own. Not part of the public API: no
+/// semver promise, hidden from the docs.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::sender::ReplayStore;
+}
+
 // One public path per type: the root, except the futures (`auth::future`,
 // `authorize::future`), the response body (`body`) and the feature-gated `jwks`, `password`
 // and `throttle` namespaces.

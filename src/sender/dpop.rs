@@ -164,9 +164,10 @@ impl Dpop {
         self
     }
 
-    /// How many proofs the in-memory replay store remembers within one proof lifetime
-    /// (default 1,048,576, about 16 MiB). Past it, DPoP requests are answered `503` until
-    /// older proofs expire: a replay is never let through for want of room.
+    /// How many proofs the in-memory replay store remembers per window of proof lifetime
+    /// plus clock skew (by `iat`; default 1,048,576, about 16 MiB per window, and up to
+    /// three windows stay allocated). Past it, DPoP requests are answered `503` until
+    /// their window passes: a replay is never let through for want of room.
     pub fn replay_capacity(mut self, capacity: usize) -> Self {
         self.replay_capacity = capacity;
         self
@@ -411,7 +412,7 @@ impl DpopVerifier {
             ));
         }
         // Last, once the proof is known to be good: never seen before (section 11.1).
-        self.replay.first_use(&proof.jkt, &proof.jti, now)?;
+        self.replay.first_use(&proof.jkt, &proof.jti, proof.iat)?;
         #[cfg(feature = "redis")]
         let claim = self
             .shared

@@ -42,5 +42,6 @@ pub use check::SenderConstraint;
 pub(crate) use check::{Admission, Senders};
 pub(crate) use dpop::DPOP_NONCE;
 pub use dpop::{DEFAULT_DPOP_ALGORITHMS, Dpop, DpopMode, DpopVerifier};
+pub use replay::ReplayStore;
 #[cfg(feature = "redis")]
 pub use shared_replay::ReplayFallback;
