@@ -13,7 +13,11 @@
 //!   cache off) and `protected-cached` (cache on) at 1, 16 and 64 connections;
 //! - `jwks-eddsa` vs `jwks-health`: a server trusting another one's JWKS, with an EdDSA token;
 //! - `protected p99` on 4 connections, calm and while 16 connections storm `POST /login`, and
-//!   the server's peak RSS during the storm.
+//!   the server's peak RSS during the storm;
+//! - `dpop-local` vs `dpop-redis` on 1 and 4 connections: DPoP-bound tokens with a fresh
+//!   Ed25519 proof per request (made before the clock starts), the replay store in the
+//!   server's memory or shared through a real `redis-server` on loopback (in memory, no
+//!   fsync): the p50/p99 that Redis adds.
 //!
 //! `STACK_BENCH_SECS` sets the seconds per measurement (default 3). Figures from one run
 //! compare with each other; the machine is shared and noisy.
@@ -21,6 +25,11 @@
 #[path = "../tests/support/example.rs"]
 #[allow(dead_code)]
 mod example;
+#[path = "../tests/support/proof.rs"]
+mod proof;
+#[path = "../tests/support/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
 
 use std::{
     net::SocketAddr,
@@ -67,7 +76,8 @@ impl Server {
         let mut env = vec![
             ("JWT_SECRET", "stack-bench-secret-of-at-least-32-bytes"),
             ("TODO_ADDR", "127.0.0.1:0"),
-            ("RUST_LOG", "warn"),
+            // Warnings, and the `listening on` line the address is read from.
+            ("RUST_LOG", "warn,todo_server=info"),
         ];
         env.extend_from_slice(vars);
         let child = example::Example::start("todo_server", &env);
@@ -93,6 +103,20 @@ impl Server {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.pid()), "5");
     }
 
+    /// A login whose token is bound to `key` (RFC 9449 section 5).
+    async fn dpop_login(&self, key: &proof::ProofKey) -> String {
+        let mut conn = Conn::open(self.addr).await;
+        let mut req = login_request("alice", "wonderland").request();
+        let htu = format!("http://{}/login", self.addr);
+        let proof = key.proof_for("POST", &htu, None, |_, _| {});
+        req.headers_mut().insert("dpop", proof.parse().unwrap());
+        let (status, body) = conn.send_request(req).await;
+        assert_eq!(status, StatusCode::OK, "DPoP login");
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["token_type"], "DPoP");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
     async fn login(&self, username: &str, password: &str) -> String {
         let mut conn = Conn::open(self.addr).await;
         let (status, body) = conn.send(&login_request(username, password)).await;
@@ -109,6 +133,8 @@ struct Shape {
     path: &'static str,
     headers: Vec<(header::HeaderName, String)>,
     body: Bytes,
+    /// A DPoP-bound token: each request gets a fresh proof for this URL.
+    dpop: Option<Arc<(proof::ProofKey, String)>>,
 }
 
 impl Shape {
@@ -122,6 +148,16 @@ impl Shape {
             path,
             headers,
             body: Bytes::new(),
+            dpop: None,
+        }
+    }
+
+    /// `GET path` with a token bound to `key`, on the server at `addr`.
+    fn dpop(path: &'static str, token: &str, key: proof::ProofKey, addr: SocketAddr) -> Self {
+        Self {
+            headers: vec![(header::AUTHORIZATION, format!("DPoP {token}"))],
+            dpop: Some(Arc::new((key, format!("http://{addr}{path}")))),
+            ..Self::get(path, None)
         }
     }
 
@@ -132,6 +168,12 @@ impl Shape {
             .header(header::HOST, "127.0.0.1");
         for (k, v) in &self.headers {
             req = req.header(k, v);
+        }
+        if let Some(dpop) = &self.dpop {
+            let (key, htu) = &**dpop;
+            let token = self.headers[0].1.strip_prefix("DPoP ").unwrap();
+            let proof = key.proof_for(self.method.as_str(), htu, Some(token), |_, _| {});
+            req = req.header("dpop", proof);
         }
         req.body(Full::new(self.body.clone())).unwrap()
     }
@@ -146,6 +188,7 @@ fn login_request(username: &str, password: &str) -> Shape {
             "application/x-www-form-urlencoded".into(),
         )],
         body: Bytes::from(format!("username={username}&password={password}")),
+        dpop: None,
     }
 }
 
@@ -166,8 +209,12 @@ impl Conn {
     }
 
     async fn send(&mut self, shape: &Shape) -> (StatusCode, Bytes) {
+        self.send_request(shape.request()).await
+    }
+
+    async fn send_request(&mut self, req: Request<Full<Bytes>>) -> (StatusCode, Bytes) {
         self.sender.ready().await.unwrap();
-        let res = self.sender.send_request(shape.request()).await.unwrap();
+        let res = self.sender.send_request(req).await.unwrap();
         let status = res.status();
         (status, res.into_body().collect().await.unwrap().to_bytes())
     }
@@ -199,8 +246,10 @@ async fn load(
                 let mut conn = Conn::open(addr).await;
                 let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
                 while !stop.load(Ordering::Relaxed) {
+                    // Built (a DPoP proof signed) before the clock starts.
+                    let req = shape.request();
                     let begin = Instant::now();
-                    let (status, _) = conn.send(&shape).await;
+                    let (status, _) = conn.send_request(req).await;
                     assert_eq!(status, expected, "{} {}", shape.method, shape.path);
                     hist.record(begin.elapsed().as_micros().max(1) as u64)
                         .unwrap();
@@ -271,7 +320,9 @@ async fn run(time: Duration) {
 
     // Public, protected and protected-cached, HS256 tokens.
     let uncached = Server::start(&[("JWT_CACHE_SIZE", "0")]);
-    let cached = Server::start(&[]);
+    // The login storm's 16 concurrent logins of one user from one address are attempts in
+    // flight, which the throttle counts before the password is checked: a budget above them.
+    let cached = Server::start(&[("LOGIN_MAX_FAILURES", "1000")]);
     let token = uncached.login("alice", "wonderland").await;
     let cached_token = cached.login("alice", "wonderland").await;
     for connections in [1, 16, 64] {
@@ -339,6 +390,33 @@ async fn run(time: Duration) {
         load: stormy,
     });
 
+    drop(cached);
+
+    // DPoP: the replay store in memory, then shared through Redis.
+    match redis_server::RedisServer::start_in_memory("stack bench: dpop-redis") {
+        None => eprintln!("dpop-redis: skipped, no redis-server"),
+        Some(redis) => {
+            let url = redis.url();
+            for (scenario, vars) in [
+                ("dpop-local", vec![]),
+                ("dpop-redis", vec![("REDIS_URL", url.as_str())]),
+            ] {
+                let server = Server::start(&vars);
+                let key = proof::ProofKey::ed25519("EdDSA");
+                let token = server.dpop_login(&key).await;
+                let shape = Shape::dpop("/secure-todos", &token, key, server.addr);
+                for connections in [1, 4] {
+                    let load = load(server.addr, &shape, ok, connections, time).await;
+                    rows.push(Row {
+                        scenario: scenario.into(),
+                        connections,
+                        load,
+                    });
+                }
+            }
+        }
+    }
+
     print_table(&rows, peak, logins, time);
     if let Ok(path) = std::env::var("STACK_BENCH_JSON") {
         let json = json!({
@@ -403,4 +481,20 @@ fn print_table(rows: &[Row], peak: f64, logins: u64, time: Duration) {
         );
     }
     println!("- server peak RSS during the storm: {peak:.1} MiB");
+    for connections in [1, 4] {
+        if let (Some(local), Some(redis)) = (
+            find("dpop-local", connections),
+            find("dpop-redis", connections),
+        ) {
+            println!(
+                "- DPoP, {connections} connection(s): Redis replay store adds p50 {:+.3} ms, p99 {:+.3} ms ({:.3}/{:.3} vs {:.3}/{:.3} ms)",
+                redis.p50_ms - local.p50_ms,
+                redis.p99_ms - local.p99_ms,
+                redis.p50_ms,
+                redis.p99_ms,
+                local.p50_ms,
+                local.p99_ms
+            );
+        }
+    }
 }

@@ -16,12 +16,24 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// `appendfsync always`; off for [`start_in_memory`](Self::start_in_memory).
+    persist: bool,
 }
 
 impl RedisServer {
     /// Starts a server with an append-only file (`appendfsync always`), as a production Redis
     /// keeps its data: a [`restart`](Self::restart) after a [`kill`](Self::kill) keeps it.
     pub fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, true)
+    }
+
+    /// Starts a server that keeps its data in memory only, as a cache (the DPoP replay
+    /// store in the stack benchmark) is usually run: no write waits for a disk.
+    pub fn start_in_memory(test: &str) -> Option<Self> {
+        Self::start_with(test, false)
+    }
+
+    fn start_with(test: &str, persist: bool) -> Option<Self> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -54,6 +66,7 @@ impl RedisServer {
             child: None,
             port,
             dir,
+            persist,
         };
         server.restart();
         Some(server)
@@ -85,14 +98,11 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--protected-mode", "yes"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+            .args(["--save", ""])
+            .args(match self.persist {
+                true => ["--appendonly", "yes", "--appendfsync", "always"],
+                false => ["--appendonly", "no", "--appendfsync", "no"],
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
