@@ -6,6 +6,8 @@
 #![cfg(feature = "jwks-rustls")]
 
 mod common;
+#[path = "support/pki.rs"]
+mod pki;
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -18,7 +20,6 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -31,18 +32,11 @@ struct Tls {
 }
 
 fn certificates() -> Tls {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let pki = pki::Pki::localhost();
     Tls {
-        ca: ca.der().clone(),
-        cert: cert.der().clone(),
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        ca: pki.ca.der().clone(),
+        cert: pki.server.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.serialize_der())),
     }
 }
 

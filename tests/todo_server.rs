@@ -7,6 +7,8 @@
 #[path = "support/example.rs"]
 #[allow(dead_code)]
 mod example;
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/proof.rs"]
 mod proof;
 #[path = "support/redis_server.rs"]
@@ -1652,44 +1654,30 @@ async fn started_without_redis_it_serves_by_default_and_refuses_when_asked() {
 
 /// A CA, the server's certificate for `localhost`, and two client certificates it issued,
 /// as PEM files in a fresh directory (removed when dropped).
-struct Pki {
+struct TlsFiles {
     dir: std::path::PathBuf,
     server_ca: rustls::pki_types::CertificateDer<'static>,
     clients: [(String, String, Vec<u8>); 2],
 }
 
-impl Pki {
+impl TlsFiles {
     fn new() -> Self {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
-            KeyPair,
-        };
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("todo-tls-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .signed_by(&server_key, &ca)
-            .unwrap();
+        let pki = pki::Pki::localhost();
         let client = |name: &str| {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            let cert = params.signed_by(&key, &ca).unwrap();
+            let (cert, key) = pki.client(name);
             (cert.pem(), key.serialize_pem(), cert.der().to_vec())
         };
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
-        std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("ca.pem"), pki.ca.pem()).unwrap();
+        std::fs::write(dir.join("server.pem"), pki.server.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), pki.server_key.serialize_pem()).unwrap();
         Self {
-            dir,
-            server_ca: ca.der().clone(),
+            server_ca: pki.ca.der().clone(),
             clients: [client("client-a"), client("client-b")],
+            dir,
         }
     }
 
@@ -1746,7 +1734,7 @@ impl Pki {
     }
 }
 
-impl Drop for Pki {
+impl Drop for TlsFiles {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -1798,7 +1786,7 @@ const NOT_PRESENTED: &str =
 
 #[tokio::test]
 async fn over_mutual_tls_a_certificate_bound_token_needs_the_certificate_it_names() {
-    let pki = Pki::new();
+    let pki = TlsFiles::new();
     let mut env = config(Duration::from_secs(60));
     for (k, v) in [
         ("TLS_CERT", "server.pem"),
@@ -1853,7 +1841,7 @@ async fn over_mutual_tls_a_certificate_bound_token_needs_the_certificate_it_name
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // A certificate from a CA the server does not trust ends the handshake.
-    let mut stranger = Pki::new();
+    let mut stranger = TlsFiles::new();
     stranger.server_ca = pki.server_ca.clone();
     assert!(
         get_with(&stranger.client(Some(0)), &url, &plain, &[])
@@ -1875,7 +1863,7 @@ async fn over_mutual_tls_a_certificate_bound_token_needs_the_certificate_it_name
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_client_cert_header_names_the_certificate() {
-    let pki = Pki::new();
+    let pki = TlsFiles::new();
     let bound_a = certificate_bound(Some(&pki.thumbprint(0)));
     let header_a = pki.client_cert_header(0);
     let header_b = pki.client_cert_header(1);
