@@ -28,7 +28,6 @@ mod example;
 #[path = "../tests/support/proof.rs"]
 mod proof;
 #[path = "../tests/support/redis_server.rs"]
-#[allow(dead_code)]
 mod redis_server;
 
 use std::{

@@ -759,7 +759,6 @@ fn dpop_mistakes_are_reported_by_build() {
 
 #[cfg(feature = "redis")]
 #[path = "support/redis_server.rs"]
-#[allow(dead_code)]
 mod redis_server;
 
 /// The replay store shared through a real Redis: two layers stand for two instances.

@@ -12,7 +12,6 @@ mod pki;
 #[path = "support/proof.rs"]
 mod proof;
 #[path = "support/redis_server.rs"]
-#[allow(dead_code)] // `wipe` is for tests/revocation.rs
 mod redis_server;
 
 use std::{ffi::OsStr, net::SocketAddr, sync::Arc, time::Duration};

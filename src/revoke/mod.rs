@@ -20,7 +20,6 @@ mod sync;
 /// A real `redis-server` for the unit tests of the Redis sync (the integration tests' helper).
 #[cfg(all(test, feature = "redis"))]
 #[path = "../../tests/support/redis_server.rs"]
-#[allow(dead_code)]
 mod test_redis;
 
 use std::{

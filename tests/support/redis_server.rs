@@ -5,6 +5,9 @@
 //! installs Redis and sets `TOWER_JWT_AUTH_REQUIRE_REDIS=1`, which turns that skip into a
 //! failure.
 
+// Each test binary that includes this uses some of it.
+#![allow(dead_code)]
+
 use std::{
     net::{TcpListener, TcpStream},
     path::PathBuf,
