@@ -93,6 +93,7 @@ mod issuer;
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub mod jwks;
 mod keys;
+mod metadata;
 #[cfg(feature = "password")]
 #[cfg_attr(docsrs, doc(cfg(feature = "password")))]
 pub mod password;
@@ -142,6 +143,9 @@ pub use issuer::{
 // major release here.
 pub use jsonwebtoken;
 pub use keys::{KeySet, KeySource, MIN_RSA_BITS, VerificationKey};
+pub use metadata::{
+    MetadataService, ProtectedResourceMetadata, ProtectedResourceMetadataBuilder, WELL_KNOWN,
+};
 pub use rejection::{DEFAULT_REALM, OnRejection};
 pub use revoke::{OutOfSync, Revocations, RevocationsBuilder};
 #[cfg(feature = "redis")]

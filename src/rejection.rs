@@ -66,6 +66,8 @@ pub(crate) struct Rejecter {
     realm: Arc<str>,
     handler: Option<Arc<dyn OnRejection>>,
     schemes: Schemes,
+    /// RFC 9728 section 5.1: where the resource's metadata is, in every challenge.
+    resource_metadata: Option<Arc<str>>,
 }
 
 /// The schemes a layer's challenges offer (RFC 9110 section 11.6.1: one challenge each).
@@ -92,6 +94,7 @@ impl Default for Rejecter {
             realm: DEFAULT_REALM.into(),
             handler: None,
             schemes: Schemes::default(),
+            resource_metadata: None,
         }
     }
 }
@@ -105,6 +108,25 @@ impl Rejecter {
             ));
         }
         self.realm = realm.into();
+        Ok(())
+    }
+
+    /// Fails unless `url` is an absolute http(s) URL without a fragment whose characters
+    /// can appear in a header.
+    pub(crate) fn set_resource_metadata(&mut self, url: &str) -> Result<(), ConfigError> {
+        let parsed = fluent_uri::Uri::parse(url).ok();
+        let fits = parsed.as_ref().is_some_and(|uri| {
+            let scheme = uri.scheme().as_str();
+            (scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http"))
+                && uri.authority().is_some_and(|a| !a.host().is_empty())
+                && uri.fragment().is_none()
+        });
+        if !fits || HeaderValue::from_str(url).is_err() {
+            return Err(ConfigError::InvalidValue(
+                "resource_metadata must be an absolute http(s) URL without a fragment",
+            ));
+        }
+        self.resource_metadata = Some(url.into());
         Ok(())
     }
 
@@ -168,22 +190,31 @@ impl Rejecter {
             Scheme::Bearer
         };
         let with_error = !matches!(error, AuthError::MissingToken);
+        let metadata = self
+            .resource_metadata
+            .as_deref()
+            .map(|url| ("resource_metadata", url));
         let mut out = Vec::with_capacity(2);
         if *bearer {
             out.push(error.challenge_for(
                 Scheme::Bearer,
                 &self.realm,
                 with_error && blamed == Scheme::Bearer,
-                None,
+                metadata.as_slice(),
             ));
         }
         if dpop.is_some() || used == Some(Scheme::Dpop) {
             let algs = dpop.as_ref().and_then(|a| a.to_str().ok());
+            let extra: Vec<_> = algs
+                .map(|a| ("algs", a))
+                .into_iter()
+                .chain(metadata)
+                .collect();
             out.push(error.challenge_for(
                 Scheme::Dpop,
                 &self.realm,
                 with_error && blamed == Scheme::Dpop,
-                algs,
+                &extra,
             ));
         }
         // The challenge with the error first.
@@ -211,6 +242,7 @@ impl fmt::Debug for Rejecter {
         f.debug_struct("Rejecter")
             .field("realm", &self.realm)
             .field("custom_handler", &self.handler.is_some())
+            .field("resource_metadata", &self.resource_metadata)
             .finish()
     }
 }
@@ -222,17 +254,18 @@ impl AuthError {
     /// Quoted-string values are escaped; `realm` is included when it is not empty. A layer
     /// that accepts DPoP answers with a `DPoP` challenge too; this is the `Bearer` one.
     pub fn challenge(&self, realm: &str) -> HeaderValue {
-        self.challenge_for(Scheme::Bearer, realm, true, None)
+        self.challenge_for(Scheme::Bearer, realm, true, &[])
     }
 
     /// The challenge of `scheme`, with this error's code and description when `with_error`
-    /// (and the code is not `None`), and DPoP's `algs`.
+    /// (and the code is not `None`), then the `extra` parameters (DPoP's `algs`, RFC 9728's
+    /// `resource_metadata`).
     pub(crate) fn challenge_for(
         &self,
         scheme: Scheme,
         realm: &str,
         with_error: bool,
-        algs: Option<&str>,
+        extra: &[(&str, &str)],
     ) -> HeaderValue {
         let name = match scheme {
             Scheme::Bearer => "Bearer",
@@ -258,8 +291,8 @@ impl AuthError {
                 param("scope", required);
             }
         }
-        if let Some(algs) = algs {
-            param("algs", algs);
+        for (name, v) in extra {
+            param(name, v);
         }
         // Every part is either a static string or was checked to be visible ASCII when the
         // layer was configured, so this cannot fail; fall back to the bare scheme regardless.

@@ -3,14 +3,16 @@
 //! npm `dpop` library makes the proofs, with ES256 and Ed25519 keys. The layer fetches the
 //! provider's keys over loopback like any JWKS.
 //!
-//! Needs `node` and `npm ci` in `tests/interop/dpop` (`.ci/run` does it). Without them the
+//! Needs `node` and `npm ci` in `tests/interop/node` (`.ci/run` does it). Without them the
 //! test says why and returns, except in CI (`CI=true`), where that is a failure.
 #![cfg(feature = "jwks")]
+
+#[path = "support/node.rs"]
+mod node;
 
 use std::{
     convert::Infallible,
     io::{BufRead, BufReader},
-    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
 };
@@ -27,34 +29,6 @@ const RESOURCE: &str = "http://127.0.0.1:9999/";
 const ORIGIN: &str = "http://127.0.0.1:9999";
 const URL: &str = "http://127.0.0.1:9999/todos";
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/dpop")
-}
-
-/// Whether node and the npm packages are here; in CI their absence fails the test.
-fn node_ready(test: &str) -> bool {
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let packages = dir().join("node_modules/oidc-provider").is_dir()
-        && dir().join("node_modules/dpop").is_dir();
-    if node && packages {
-        return true;
-    }
-    let reason = if node {
-        "run `npm ci` in tests/interop/dpop"
-    } else {
-        "no `node` on PATH"
-    };
-    assert!(
-        std::env::var("CI").map_or(true, |ci| ci != "true"),
-        "{test}: CI=true but {reason}"
-    );
-    eprintln!("{test}: SKIPPED: {reason}");
-    false
-}
-
 /// `oidc-provider`, started on an ephemeral loopback port and killed when dropped.
 struct Provider {
     child: Child,
@@ -65,7 +39,7 @@ impl Provider {
     fn start() -> Self {
         let mut child = Command::new("node")
             .arg("provider.mjs")
-            .current_dir(dir())
+            .current_dir(node::dir())
             .env("RESOURCE", RESOURCE)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -87,7 +61,7 @@ impl Provider {
     fn client(&self, alg: &str) -> Value {
         let out = Command::new("node")
             .args(["client.mjs", &self.issuer, URL, "GET", alg])
-            .current_dir(dir())
+            .current_dir(node::dir())
             .env("RESOURCE", RESOURCE)
             .stderr(Stdio::inherit())
             .output()
@@ -137,7 +111,10 @@ async fn send(
 
 #[tokio::test]
 async fn oidc_provider_tokens_and_dpop_library_proofs_pass_and_their_misuse_does_not() {
-    if !node_ready("oidc_provider_tokens_and_dpop_library_proofs") {
+    if !node::ready(
+        "oidc_provider_tokens_and_dpop_library_proofs",
+        &["oidc-provider", "dpop"],
+    ) {
         return;
     }
     let provider = Provider::start();

@@ -7,6 +7,8 @@
 #[path = "support/example.rs"]
 #[allow(dead_code)]
 mod example;
+#[path = "support/node.rs"]
+mod node;
 #[path = "support/pki.rs"]
 mod pki;
 #[path = "support/proof.rs"]
@@ -124,6 +126,15 @@ impl Server {
         self.send(Method::POST, "/login", &headers, form).await
     }
 
+    /// The challenge a request without a token gets: RFC 6750's bare `Bearer`, pointing to
+    /// the server's RFC 9728 metadata.
+    fn bare_challenge(&self) -> String {
+        format!(
+            "Bearer realm=\"api\", resource_metadata=\"http://{}/.well-known/oauth-protected-resource\"",
+            self.addr
+        )
+    }
+
     async fn token(&self, username: &str, password: &str) -> String {
         let res = self.login(username, password).await;
         assert_eq!(res.status, StatusCode::OK, "login failed: {:?}", res.body);
@@ -202,7 +213,7 @@ async fn secure_route_without_token() {
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         res.headers[header::WWW_AUTHENTICATE],
-        "Bearer realm=\"api\""
+        server.bare_challenge()
     );
 }
 
@@ -723,6 +734,110 @@ async fn public_routes_and_404() {
     let res = server.send(Method::PUT, "/todos", &[], Bytes::new()).await;
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers[header::ALLOW], "GET, HEAD");
+}
+
+#[tokio::test]
+async fn the_rfc_9728_metadata_tells_clients_where_to_get_tokens() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let resource = format!("http://{}", server.addr);
+    let url = format!("{resource}/.well-known/oauth-protected-resource");
+
+    // The 401 and the 403 point to it (section 5.1); the 403 names the scope it lacks.
+    let res = server.get("/secure-todos", None).await;
+    assert_eq!(
+        res.headers[header::WWW_AUTHENTICATE],
+        server.bare_challenge()
+    );
+    let bob = server.token("bob", "builder").await;
+    let res = server.create(&bob, "x").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let challenge = res.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(challenge.contains("scope=\"todos:write\""), "{challenge}");
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{url}\"")),
+        "{challenge}"
+    );
+
+    // The document, public, for every client.
+    let res = server
+        .get("/.well-known/oauth-protected-resource", None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(
+        res.json(),
+        json!({
+            "resource": resource,
+            "authorization_servers": ["todo-server"],
+            "scopes_supported": ["todos:read", "todos:write"],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "Todo API",
+            "dpop_signing_alg_values_supported": ["ES256", "ES384", "PS256", "RS256", "EdDSA", "Ed25519"],
+        })
+    );
+    let res = server
+        .send(
+            Method::POST,
+            "/.well-known/oauth-protected-resource",
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers[header::ALLOW], "GET, HEAD");
+
+    // An independent client (npm oauth4webapi) finds it from the resource identifier alone
+    // and accepts it (RFC 9728 sections 3.1 to 3.3).
+    if node::ready(
+        "the_rfc_9728_metadata_tells_clients_where_to_get_tokens",
+        &["oauth4webapi"],
+    ) {
+        let out = std::process::Command::new("node")
+            .arg("resource.mjs")
+            .arg(&resource)
+            .current_dir(node::dir())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "oauth4webapi refused the metadata: {stderr}"
+        );
+        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(seen["url"], url.as_str(), "where it looked");
+        assert_eq!(seen["metadata"]["resource"], resource.as_str());
+        assert_eq!(
+            seen["metadata"]["authorization_servers"],
+            json!(["todo-server"])
+        );
+
+        // The same client refuses a document for another resource (section 3.3): started
+        // with another PUBLIC_URL, the server's metadata names that one.
+        let other = start(config_with(&[
+            ("JWT_SECRET", SECRET),
+            ("PUBLIC_URL", "http://localhost:1"),
+        ]))
+        .await;
+        let out = std::process::Command::new("node")
+            .arg("resource.mjs")
+            .arg(format!("http://{}", other.addr))
+            .current_dir(node::dir())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "a mismatched resource was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("does not match the expected value"),
+            "{stderr}"
+        );
+    }
+
+    // Required DPoP is advertised.
+    let strict = start(config_with(&[("JWT_SECRET", SECRET), ("DPOP", "required")])).await;
+    let res = strict
+        .get("/.well-known/oauth-protected-resource", None)
+        .await;
+    assert_eq!(res.json()["dpop_bound_access_tokens_required"], true);
 }
 
 // ---- Protected routes ----
@@ -1335,7 +1450,7 @@ async fn mixed_load_answers_everyone_correctly_and_never_crosses_users() {
                 assert_eq!(res.status, StatusCode::UNAUTHORIZED);
                 assert_eq!(
                     res.headers[header::WWW_AUTHENTICATE],
-                    "Bearer realm=\"api\""
+                    server.bare_challenge()
                 );
             }
         }

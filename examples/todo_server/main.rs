@@ -46,8 +46,8 @@ use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
 use tower_jwt_auth::{
     AuthError, Claims, ClientCertificate, Dpop, DpopMode, DpopVerifier, ForwardedCertificates,
-    JwtAuthLayer, MAX_TTL, OutOfSync, RequireScope, Revocations, StandardClaims, TokenIssuer,
-    TrustedIssuer,
+    JwtAuthLayer, MAX_TTL, OutOfSync, ProtectedResourceMetadata, RequireScope, Revocations,
+    StandardClaims, TokenIssuer, TrustedIssuer,
     jwks::JwksSource,
     password::Passwords,
     throttle::{LoginError, LoginThrottle, TrustedProxies},
@@ -116,7 +116,8 @@ struct Settings {
     /// DPoP-bound tokens (RFC 9449): beside bearer tokens, only them, or not at all.
     #[arg(long, env = "DPOP", value_enum, default_value = "allowed")]
     dpop: DpopSetting,
-    /// The origin clients reach this server at, as DPoP proofs name it [default: http://TODO_ADDR].
+    /// The URL clients reach this server at: the origin DPoP proofs name, and the resource
+    /// of its RFC 9728 metadata [default: http://TODO_ADDR].
     #[arg(long, env = "PUBLIC_URL")]
     public_url: Option<String>,
     /// Ask DPoP clients for server nonces (RFC 9449 section 9).
@@ -164,6 +165,8 @@ struct App {
     /// Checks the proofs of logins that ask for DPoP-bound tokens; `None` with `DPOP=off`.
     dpop: Option<DpopVerifier>,
     dpop_required: bool,
+    /// The RFC 9728 document, when `PUBLIC_URL` allows one.
+    metadata: Option<ProtectedResourceMetadata>,
     /// The demo users: name -> (argon2id PHC string, scopes granted).
     users: HashMap<&'static str, (String, &'static str)>,
     /// Each user's todos. A user is (`iss`, `sub`): `sub` is unique only within its issuer.
@@ -250,14 +253,15 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // DPoP: proofs name the public origin, which a server behind a proxy cannot guess.
+    let public_url = s.public_url.clone();
+    let public_url = public_url.unwrap_or_else(|| format!("{scheme}://{addr}"));
     let dpop = match s.dpop {
         DpopSetting::Off => None,
         DpopSetting::Allowed => Some(DpopMode::Allowed),
         DpopSetting::Required => Some(DpopMode::Required),
     }
     .map(|mode| {
-        let origin = s.public_url.clone();
-        let mut dpop = Dpop::new(origin.unwrap_or_else(|| format!("{scheme}://{addr}"))).mode(mode);
+        let mut dpop = Dpop::new(&public_url).mode(mode);
         if let Some(redis) = &redis {
             // A proof used on one instance is refused on every other.
             dpop = dpop
@@ -280,6 +284,27 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         dpop
     });
 
+    // RFC 9728: who issues tokens for this API and how it takes them; challenges point here.
+    let mut metadata = ProtectedResourceMetadata::builder(&public_url)
+        .authorization_server(&s.issuer)
+        .scopes_supported(["todos:read", "todos:write"])
+        .resource_name("Todo API");
+    if let Some(provider) = s.oidc_issuer_url.as_ref().or(s.jwks_issuer.as_ref()) {
+        metadata = metadata.authorization_server(provider);
+    }
+    if let Some(dpop) = &dpop {
+        metadata = metadata.dpop(dpop);
+    }
+    if s.tls_client_ca.is_some() || !s.client_cert_proxies.is_empty() {
+        metadata = metadata.certificate_bound_tokens();
+    }
+    // The RFC wants an https resource (http only on loopback): without one, no document.
+    let metadata = metadata
+        .build()
+        .inspect_err(|e| tracing::warn!("no RFC 9728 metadata for PUBLIC_URL {public_url}: {e}"))
+        .ok();
+    let metadata_url = metadata.as_ref().map(|m| m.url().to_owned());
+
     // The validating side: this server's tokens keep every check of `issuer.layer()`
     // (`typ` = `at+jwt`); a provider's are typed as configured, and the audience keeps its
     // ID tokens out.
@@ -289,16 +314,20 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
             .trusting([issuer.trusted(), provider.audience(&s.audience)])
             .require_claim("sub"),
     };
-    let auth: JwtAuthLayer = match &dpop {
+    let mut auth = match &dpop {
         Some(dpop) => auth.dpop(dpop.clone()),
         None => auth,
     }
     .cache(s.cache_size)
     .max_age(lifetime) // an older token would outlive a "log out everywhere" before it
     .revocations(revocations.clone())
-    .on_rejection(rejection)
-    .build()?;
-    let writers = RequireScope::all(["todos:write"]).on_rejection(rejection);
+    .on_rejection(rejection);
+    let mut writers = RequireScope::all(["todos:write"]).on_rejection(rejection);
+    if let Some(url) = &metadata_url {
+        auth = auth.resource_metadata(url);
+        writers = writers.resource_metadata(url);
+    }
+    let auth: JwtAuthLayer = auth.build()?;
 
     let passwords = Passwords::new();
     let mut users = HashMap::new();
@@ -319,12 +348,14 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         dpop_required: matches!(s.dpop, DpopSetting::Required),
         dpop: dpop.map(Dpop::verifier).transpose()?,
         users,
+        metadata,
         todos: Mutex::default(),
         next_id: AtomicU64::new(1),
     });
 
     // One stack per kind of access, all ending in the same handler: this is where
     // `JwtAuthLayer` and `RequireScope` come in.
+    let metadata_path = app.metadata.as_ref().map(|m| m.path().to_owned());
     let handler = service_fn(move |req| handle(app.clone(), req));
     let public = BoxCloneSyncService::new(handler.clone());
     let authenticated = BoxCloneSyncService::new(
@@ -349,7 +380,8 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         ]))
         .layer(TraceLayer::new_for_http())
         .service(service_fn(move |mut req: Request<Incoming>| {
-            let (access, route) = route(req.method(), req.uri().path());
+            let path = req.uri().path();
+            let (access, route) = route(req.method(), path, metadata_path.as_deref());
             req.extensions_mut().insert(route);
             match access {
                 Access::Public => public.clone(),
@@ -516,6 +548,7 @@ enum Route {
     Health,
     PublicTodos,
     Jwks,
+    Metadata,
     Me,
     ListTodos,
     CreateTodo,
@@ -530,12 +563,14 @@ enum Route {
 /// Every route and who may call it: the one place to read the API. A known path with
 /// another method is 405 after the same authentication, so a protected path tells a caller
 /// without a token nothing. `HEAD` is `GET` without the body, which hyper leaves out.
-fn route(method: &Method, path: &str) -> (Access, Route) {
+fn route(method: &Method, path: &str, metadata: Option<&str>) -> (Access, Route) {
     use {Access::*, Route::*};
     let get = method == Method::GET || method == Method::HEAD;
     let post = method == Method::POST;
     let todo = path.starts_with("/secure-todos/");
     match path {
+        // The RFC 9728 document: its service answers every method.
+        _ if Some(path) == metadata => (Public, Metadata),
         "/login" if post => (Public, Login),
         "/health" if get => (Public, Health),
         "/todos" if get => (Public, PublicTodos),
@@ -586,6 +621,10 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
                 StatusCode::NOT_FOUND,
                 "tokens are signed with a shared secret",
             )),
+        },
+        Route::Metadata => match &app.metadata {
+            Some(metadata) => Ok(metadata.service().oneshot(req).await?.map(BodyExt::boxed)),
+            None => Err(error(StatusCode::NOT_FOUND, "not found")),
         },
         Route::Me => Ok(json(StatusCode::OK, &claims)),
         Route::ListTodos => {

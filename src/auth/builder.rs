@@ -59,6 +59,7 @@ pub struct JwtAuthLayerBuilder<C = StandardClaims> {
     cache: usize,
     revocations: Option<Revocations>,
     dpop: Option<Dpop>,
+    resource_metadata: Option<String>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -82,6 +83,7 @@ impl<C> Clone for JwtAuthLayerBuilder<C> {
             cache: self.cache,
             revocations: self.revocations.clone(),
             dpop: self.dpop.clone(),
+            resource_metadata: self.resource_metadata.clone(),
             _claims: PhantomData,
         }
     }
@@ -117,6 +119,7 @@ impl<C> JwtAuthLayerBuilder<C> {
             cache: 0,
             revocations: None,
             dpop: None,
+            resource_metadata: None,
             _claims: PhantomData,
         }
     }
@@ -371,6 +374,16 @@ impl<C> JwtAuthLayerBuilder<C> {
         self
     }
 
+    /// The URL of this resource's metadata document (RFC 9728 section 5.1), sent as
+    /// `resource_metadata="..."` in every challenge, so that a client can discover which
+    /// authorization servers to ask; typically
+    /// [`ProtectedResourceMetadata::url`](crate::ProtectedResourceMetadata::url). One that is
+    /// not an absolute http(s) URL is [`ConfigError::InvalidValue`].
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
+        self.resource_metadata = Some(url.into());
+        self
+    }
+
     /// The layer, or the first configuration mistake.
     ///
     /// # Errors
@@ -438,6 +451,9 @@ impl<C> JwtAuthLayerBuilder<C> {
         });
         if let Some(realm) = &self.realm {
             rejecter.set_realm(realm)?;
+        }
+        if let Some(url) = &self.resource_metadata {
+            rejecter.set_resource_metadata(url)?;
         }
         if let Some(handler) = self.on_rejection {
             rejecter.set_handler(handler);

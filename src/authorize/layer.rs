@@ -45,6 +45,28 @@ impl<R: Requirement> AuthorizeLayer<R> {
         Ok(self)
     }
 
+    /// The URL of the resource's metadata document (RFC 9728 section 5.1), sent as
+    /// `resource_metadata="..."` in the `403` challenge: set the same one as on the
+    /// [`JwtAuthLayer`](crate::JwtAuthLayer) in front.
+    ///
+    /// # Panics
+    ///
+    /// When `url` is not an absolute http(s) URL without a fragment: for a literal. Use
+    /// [`try_resource_metadata`](Self::try_resource_metadata) for a URL from configuration.
+    pub fn resource_metadata(self, url: &str) -> Self {
+        match self.try_resource_metadata(url) {
+            Ok(layer) => layer,
+            Err(error) => panic!("AuthorizeLayer::resource_metadata({url:?}): {error}"),
+        }
+    }
+
+    /// The URL of the resource's metadata document; [`ConfigError::InvalidValue`] when it is
+    /// not an absolute http(s) URL without a fragment.
+    pub fn try_resource_metadata(mut self, url: &str) -> Result<Self, ConfigError> {
+        self.rejecter.set_resource_metadata(url)?;
+        Ok(self)
+    }
+
     /// Replaces the RFC 6750 rejection response.
     pub fn on_rejection(mut self, handler: impl OnRejection) -> Self {
         self.rejecter.set_handler(Arc::new(handler));

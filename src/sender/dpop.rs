@@ -225,6 +225,22 @@ impl Dpop {
         self
     }
 
+    /// The proof algorithms accepted, by name (for RFC 9728 metadata).
+    pub(crate) fn algorithm_names(&self) -> Vec<String> {
+        match &self.algorithms {
+            Some(names) => names.clone(),
+            None => DEFAULT_DPOP_ALGORITHMS
+                .iter()
+                .map(|&n| n.to_owned())
+                .collect(),
+        }
+    }
+
+    /// Whether every token must be DPoP-bound.
+    pub(crate) fn requires_dpop(&self) -> bool {
+        self.mode == DpopMode::Required
+    }
+
     pub(crate) fn build(self) -> Result<DpopVerifier, ConfigError> {
         let origin = match &self.origin {
             OriginSetting::Fixed(origin) => Origin::fixed(origin)?,
