@@ -89,6 +89,12 @@ pub enum AuthError {
     /// Whether the DPoP proof was used before cannot be checked now (the replay store is
     /// full or unreachable): `503`, the proof may be fine.
     DpopUnavailable,
+    /// The authorization server says the opaque token is not active (RFC 7662 section 2.2:
+    /// expired, revoked, or never issued): `401 invalid_token`.
+    Inactive,
+    /// The opaque token cannot be introspected now (the authorization server is unreachable,
+    /// slow, or answered with an error or garbage): `503`, the token may be fine.
+    IntrospectionUnavailable,
 }
 
 impl AuthError {
@@ -98,9 +104,10 @@ impl AuthError {
             Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope { .. } | Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::KeysUnavailable | Self::RevocationsUnavailable | Self::DpopUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::KeysUnavailable
+            | Self::RevocationsUnavailable
+            | Self::DpopUnavailable
+            | Self::IntrospectionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -112,7 +119,8 @@ impl AuthError {
             Self::MissingToken
             | Self::KeysUnavailable
             | Self::RevocationsUnavailable
-            | Self::DpopUnavailable => None,
+            | Self::DpopUnavailable
+            | Self::IntrospectionUnavailable => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
             Self::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
             Self::UseDpopNonce { .. } => Some("use_dpop_nonce"),
@@ -159,6 +167,10 @@ impl AuthError {
             Self::DpopUnavailable => {
                 "whether the DPoP proof was used before cannot be checked now; try again later"
             }
+            Self::Inactive => "the token is not active",
+            Self::IntrospectionUnavailable => {
+                "the token cannot be checked with its issuer now; try again later"
+            }
         })
     }
 }
@@ -195,7 +207,8 @@ pub enum ConfigError {
     InvalidValue(&'static str),
     /// A duration or size outside what the setting allows.
     OutOfRange(&'static str),
-    /// Keys would be fetched over a transport an attacker could tamper with.
+    /// Keys or introspection results would travel over a transport an attacker could tamper
+    /// with.
     InsecureUrl(&'static str),
     /// [`JwtAuthLayerBuilder::trusting`](crate::JwtAuthLayerBuilder::trusting) was given no issuer.
     NoIssuers,
@@ -240,7 +253,7 @@ impl fmt::Display for ConfigError {
             }
             Self::InvalidValue(what) => write!(f, "invalid configuration value: {what}"),
             Self::OutOfRange(what) => write!(f, "configuration value out of range: {what}"),
-            Self::InsecureUrl(why) => write!(f, "insecure key URL: {why}"),
+            Self::InsecureUrl(why) => write!(f, "insecure URL: {why}"),
             Self::NoIssuers => f.write_str(
                 "no trusted issuer was configured: give `trusting` at least one TrustedIssuer",
             ),

@@ -88,6 +88,9 @@ pub mod body;
 mod claims;
 mod crypto;
 mod error;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub mod introspect;
 mod issuer;
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]

@@ -311,10 +311,8 @@ impl AuthError {
         }
         let description = self.description();
         let body = serde_json::to_vec(&Body {
-            error: match self {
-                Self::KeysUnavailable | Self::RevocationsUnavailable | Self::DpopUnavailable => {
-                    "temporarily_unavailable"
-                }
+            error: match self.status() {
+                StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
                 _ => self.error_code().unwrap_or("unauthorized"),
             },
             error_description: &description,

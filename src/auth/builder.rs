@@ -60,6 +60,8 @@ pub struct JwtAuthLayerBuilder<C = StandardClaims> {
     revocations: Option<Revocations>,
     dpop: Option<Dpop>,
     resource_metadata: Option<String>,
+    #[cfg(feature = "jwks")]
+    introspection: Option<crate::introspect::Introspection>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -84,6 +86,8 @@ impl<C> Clone for JwtAuthLayerBuilder<C> {
             revocations: self.revocations.clone(),
             dpop: self.dpop.clone(),
             resource_metadata: self.resource_metadata.clone(),
+            #[cfg(feature = "jwks")]
+            introspection: self.introspection.clone(),
             _claims: PhantomData,
         }
     }
@@ -120,6 +124,8 @@ impl<C> JwtAuthLayerBuilder<C> {
             revocations: None,
             dpop: None,
             resource_metadata: None,
+            #[cfg(feature = "jwks")]
+            introspection: None,
             _claims: PhantomData,
         }
     }
@@ -384,6 +390,17 @@ impl<C> JwtAuthLayerBuilder<C> {
         self
     }
 
+    /// Validates opaque tokens (any that is not a JWS) by introspection at their
+    /// authorization server (RFC 7662), with this layer's checks (leeway, audiences,
+    /// `max_age`, required claims, revocations, DPoP). JWTs are validated with the keys as
+    /// before. See [`introspect`](crate::introspect).
+    #[cfg(feature = "jwks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+    pub fn introspection(mut self, introspection: crate::introspect::Introspection) -> Self {
+        self.introspection = Some(introspection);
+        self
+    }
+
     /// The layer, or the first configuration mistake.
     ///
     /// # Errors
@@ -437,6 +454,10 @@ impl<C> JwtAuthLayerBuilder<C> {
         validator.set_cache(self.cache);
         if let Some(revocations) = self.revocations {
             validator.set_revocations(revocations);
+        }
+        #[cfg(feature = "jwks")]
+        if let Some(introspection) = self.introspection {
+            validator.set_introspection(introspection);
         }
         let senders = Senders {
             dpop: self.dpop.map(Dpop::build).transpose()?.map(Arc::new),

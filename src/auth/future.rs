@@ -41,7 +41,7 @@ pin_project! {
         Rejected { response: Option<Response<Bytes>> },
         /// Only when a remote key set is refreshed for this token: the one boxed future on
         /// the request path, and it is on the slow one.
-        WaitingForKeys { wait: RefreshWait, parked: Option<Parked<S, ReqBody, C>> },
+        WaitingForRemote { wait: RefreshWait, parked: Option<Parked<S, ReqBody, C>> },
         /// Only with a DPoP replay store shared through Redis: the proof's claim there.
         WaitingForReplay { wait: Pending, parked: Option<Admitted<S, ReqBody, C>> },
     }
@@ -94,7 +94,7 @@ impl<F, S, ReqBody, C> ResponseFuture<F, S, ReqBody, C> {
             config,
         };
         Self {
-            kind: Kind::WaitingForKeys {
+            kind: Kind::WaitingForRemote {
                 wait,
                 parked: Some(parked),
             },
@@ -146,7 +146,7 @@ where
                 };
             }
             Verdict::Invalid(error) => error,
-            Verdict::WaitForKeys(_, error) => error,
+            Verdict::WaitForRemote(_, error) => error,
         };
         Self::refused(error, Some(scheme), req, config)
     }
@@ -185,7 +185,7 @@ where
                         .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
                 }
-                KindProj::WaitingForKeys { wait, parked } => {
+                KindProj::WaitingForRemote { wait, parked } => {
                     ready!(wait.as_mut().poll(cx));
                     let Parked {
                         credential,

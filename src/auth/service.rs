@@ -56,7 +56,7 @@ where
         };
         // 2. The token itself.
         let verdict = config.validator.check(&credential.token);
-        if let Verdict::WaitForKeys(wait, _) = verdict {
+        if let Verdict::WaitForRemote(wait, _) = verdict {
             // Its key may be on its way: wait with the ready service and the token. The
             // service polled ready goes with the request; this one keeps a clone
             // (tower-service docs, "Be careful when cloning inner services").

@@ -48,10 +48,21 @@ where
     }
 }
 
-/// The built-in client: hyper-util's pooled client, HTTPS through rustls with `jwks-rustls`.
-pub(crate) fn default_client(
+/// The built-in connector: plain HTTP, and HTTPS through rustls with `jwks-rustls`.
+#[cfg(feature = "jwks-rustls")]
+pub(crate) type Connector =
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+#[cfg(not(feature = "jwks-rustls"))]
+pub(crate) type Connector = hyper_util::client::legacy::connect::HttpConnector;
+
+/// hyper-util's pooled client on the built-in connector, for request bodies of type `B`.
+pub(crate) fn hyper_client<B>(
     connect_timeout: std::time::Duration,
-) -> std::sync::Arc<dyn HttpClient> {
+) -> hyper_util::client::legacy::Client<Connector, B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+{
     use hyper_util::{
         client::legacy::{Client, connect::HttpConnector},
         rt::TokioExecutor,
@@ -59,17 +70,22 @@ pub(crate) fn default_client(
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
     #[cfg(feature = "jwks-rustls")]
-    {
+    let connector = {
         http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
-        std::sync::Arc::new(Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(https))
-    }
+            .wrap_connector(http)
+    };
     #[cfg(not(feature = "jwks-rustls"))]
-    {
-        std::sync::Arc::new(Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(http))
-    }
+    let connector = http;
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// The built-in client of a [`JwksSource`](super::JwksSource).
+pub(crate) fn default_client(
+    connect_timeout: std::time::Duration,
+) -> std::sync::Arc<dyn HttpClient> {
+    std::sync::Arc::new(hyper_client::<Empty<Bytes>>(connect_timeout))
 }

@@ -35,6 +35,8 @@ mod document;
 mod source;
 
 pub use client::HttpClient;
+pub(crate) use client::{Connector, hyper_client};
 #[cfg(any(test, fuzzing))]
 pub(crate) use document::{parse_discovery, parse_jwks};
+pub(crate) use source::check_transport;
 pub use source::{JwksBuilder, JwksSource};

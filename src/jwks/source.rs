@@ -282,13 +282,13 @@ impl Inner {
 
 /// Keys must come over HTTPS: plain HTTP only to a loopback address (local development), or
 /// when explicitly allowed.
-fn check_transport(uri: &Uri, allow_http: bool) -> Result<(), &'static str> {
+pub(crate) fn check_transport(uri: &Uri, allow_http: bool) -> Result<(), &'static str> {
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if allow_http || is_loopback(uri.host().unwrap_or_default()) => Ok(()),
         Some("http") => Err(
-            "keys over plain HTTP can be replaced by anyone on the path: use https://, a loopback \
-             address for local development, or `JwksBuilder::allow_http`",
+            "plain HTTP can be read and altered by anyone on the path: use https://, a loopback \
+             address for local development, or `allow_http`",
         ),
         _ => Err("the URL must be https:// (or http:// to a loopback address)"),
     }

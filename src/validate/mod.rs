@@ -15,3 +15,5 @@ mod validator;
 
 pub use policy::{DEFAULT_LEEWAY, MAX_LEEWAY};
 pub(crate) use validator::{Pending, Validated, Validator, Verdict};
+#[cfg(feature = "jwks")]
+pub(crate) use {policy::Policy, registered::Registered};

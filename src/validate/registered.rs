@@ -14,6 +14,7 @@ use crate::{
     AuthError, Scopes,
     claims::is_scope_token,
     claims::{Confirmation, NumericDate, Str},
+    revoke::TokenRef,
 };
 
 /// The registered claims of one payload, each `None` when absent or `null`.
@@ -89,6 +90,16 @@ impl<'de> Deserialize<'de> for StrOrList<'de> {
 }
 
 impl<'p> Registered<'p> {
+    /// What a revocation check reads of these claims.
+    pub(crate) fn token_ref(&self) -> TokenRef<'_> {
+        TokenRef {
+            iss: self.iss.as_deref().unwrap_or(""),
+            jti: self.jti.as_deref(),
+            sub: self.sub.as_deref(),
+            iat: self.iat,
+        }
+    }
+
     /// Reads `payload`, a JSON object. Any registered claim of the wrong type, and any
     /// payload that is not an object, is [`AuthError::InvalidClaims`].
     pub(crate) fn read(payload: &'p [u8], required: &[Arc<str>]) -> Result<Self, AuthError> {

@@ -13,7 +13,7 @@ use crate::{
     AuthError, ConfigError, DpopMode, Revocations, Scopes, TrustedIssuer,
     claims::Confirmation,
     keys::{Keys, RefreshWait},
-    revoke::{TokenId, TokenRef},
+    revoke::TokenId,
     sender::Admission,
     token::DEFAULT_MAX_TOKEN_LEN,
 };
@@ -29,6 +29,19 @@ pub(crate) struct Validated<C> {
     pub(crate) dpop: Option<DpopMode>,
     /// Filled by the sender check ([`Senders::check`](crate::sender::Senders)).
     pub(crate) admission: Admission,
+}
+
+impl<C> Validated<C> {
+    /// What passed: the claims, and the scopes and binding read with the registered claims.
+    pub(crate) fn new(claims: C, registered: Registered<'_>, dpop: Option<DpopMode>) -> Self {
+        Self {
+            claims: Arc::new(claims),
+            scopes: registered.scopes,
+            confirmation: registered.cnf,
+            dpop,
+            admission: Admission::default(),
+        }
+    }
 }
 
 impl<C> Clone for Validated<C> {
@@ -47,9 +60,10 @@ impl<C> Clone for Validated<C> {
 pub(crate) enum Verdict<C> {
     Valid(Validated<C>),
     Invalid(AuthError),
-    /// The token's key may arrive with a refresh of a remote key set that has started:
-    /// wait for it, then ask again. The error is the verdict if it does not.
-    WaitForKeys(RefreshWait, AuthError),
+    /// The answer is on its way from the network: the token's key, with a refresh of a
+    /// remote key set that has started, or the introspection of an opaque token. Wait for
+    /// it, then ask again; the error is the verdict if it does not come.
+    WaitForRemote(RefreshWait, AuthError),
     /// Valid if the last check, which finishes on the network, says so: the DPoP proof's
     /// claim in the replay store shared through Redis.
     WaitForReplay(Pending, Validated<C>),
@@ -85,6 +99,9 @@ pub(crate) struct Validator<C> {
     cache: Option<TokenCache<C>>,
     /// Consulted after every other check, on cache hits too.
     revocations: Option<Revocations>,
+    /// Opaque tokens (not a JWS) go to their authorization server.
+    #[cfg(feature = "jwks")]
+    introspector: Option<crate::introspect::Introspector<C>>,
 }
 
 impl<C> Validator<C> {
@@ -129,6 +146,8 @@ impl<C> Validator<C> {
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             cache: None,
             revocations: None,
+            #[cfg(feature = "jwks")]
+            introspector: None,
         }
     }
 
@@ -212,6 +231,23 @@ impl<C> Validator<C> {
         self.revocations = Some(revocations);
     }
 
+    /// Opaque tokens of `introspection`'s issuer are introspected, with the checks of that
+    /// issuer's policy (or the only one). Set after every other setting: it copies them.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn set_introspection(&mut self, introspection: crate::introspect::Introspection) {
+        let index = self
+            .by_issuer
+            .as_ref()
+            .and_then(|by| by.get(introspection.issuer()).copied())
+            .unwrap_or(0);
+        let introspector = crate::introspect::Introspector::new(
+            introspection,
+            &self.policies[index],
+            &self.required,
+        );
+        self.introspector = Some(introspector);
+    }
+
     /// Whether some trusted issuer requires DPoP (the layer must then be configured for it).
     pub(crate) fn requires_dpop(&self) -> bool {
         self.policies
@@ -236,12 +272,19 @@ impl<C> Validator<C> {
     }
 }
 
-impl<C: DeserializeOwned> Validator<C> {
+impl<C: DeserializeOwned + Send + Sync + 'static> Validator<C> {
     /// The verdict on `token`: from the cache when it holds the token, else by validating
     /// it (and caching it when it passes). A token whose key may come with a refresh of a
-    /// remote key set starts that refresh and is told to wait for it.
+    /// remote key set starts that refresh and is told to wait for it. With introspection, a
+    /// token that is not a JWS (three dot-separated parts) goes to its authorization server.
     pub(crate) fn check(&self, token: &str) -> Verdict<C> {
         let now = jsonwebtoken::get_current_timestamp();
+        #[cfg(feature = "jwks")]
+        if let Some(introspector) = &self.introspector
+            && token.bytes().filter(|&b| b == b'.').count() != 2
+        {
+            return introspector.check(token, now, self.revocations.as_ref());
+        }
         if let Some(cache) = &self.cache
             && let Some(hit) = cache.get(token, now, |policy, key_serial| {
                 self.policies[policy].keys.contains(key_serial)
@@ -267,7 +310,7 @@ impl<C: DeserializeOwned> Validator<C> {
             },
             Err(Failure::Invalid(error)) => Verdict::Invalid(error),
             Err(Failure::KeyMissing(keys, error)) => match keys.refresh() {
-                Some(wait) => Verdict::WaitForKeys(wait, error),
+                Some(wait) => Verdict::WaitForRemote(wait, error),
                 None => Verdict::Invalid(error),
             },
         }
@@ -329,25 +372,14 @@ impl<C: DeserializeOwned> Validator<C> {
         // Last: whether a token that passed everything else has been revoked.
         let mut revocable = None;
         if let Some(revocations) = &self.revocations {
-            let id = TokenRef {
-                iss: registered.iss.as_deref().unwrap_or(""),
-                jti: registered.jti.as_deref(),
-                sub: registered.sub.as_deref(),
-                iat: registered.iat,
-            };
+            let id = registered.token_ref();
             revocations.check(id, now)?;
             if self.cache.is_some() {
                 revocable = Some(Arc::new(TokenId::from(id)));
             }
         }
         Ok(Entry {
-            validated: Validated {
-                claims: Arc::new(claims),
-                scopes: registered.scopes,
-                confirmation: registered.cnf,
-                dpop: policy.dpop,
-                admission: Admission::default(),
-            },
+            validated: Validated::new(claims, registered, policy.dpop),
             valid_until,
             policy: index,
             key_serial: key.serial,
@@ -365,6 +397,8 @@ impl<C> Clone for Validator<C> {
             max_token_len: self.max_token_len,
             cache: self.cache.clone(),
             revocations: self.revocations.clone(),
+            #[cfg(feature = "jwks")]
+            introspector: self.introspector.clone(),
         }
     }
 }
@@ -377,7 +411,7 @@ impl<C> fmt::Debug for Validator<C> {
             .field("max_token_len", &self.max_token_len)
             .field("cache", &self.cache)
             .field("revocations", &self.revocations)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
