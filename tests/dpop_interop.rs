@@ -12,15 +12,12 @@ mod node;
 
 use std::{
     convert::Infallible,
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
 };
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
-use serde_json::Value;
 use tower::{Layer, ServiceExt};
 use tower_jwt_auth::{Dpop, JwtAuthLayer, SenderConstraint, StandardClaims, jwks::JwksSource};
 
@@ -28,55 +25,6 @@ use tower_jwt_auth::{Dpop, JwtAuthLayer, SenderConstraint, StandardClaims, jwks:
 const RESOURCE: &str = "http://127.0.0.1:9999/";
 const ORIGIN: &str = "http://127.0.0.1:9999";
 const URL: &str = "http://127.0.0.1:9999/todos";
-
-/// `oidc-provider`, started on an ephemeral loopback port and killed when dropped.
-struct Provider {
-    child: Child,
-    issuer: String,
-}
-
-impl Provider {
-    fn start() -> Self {
-        let mut child = Command::new("node")
-            .arg("provider.mjs")
-            .current_dir(node::dir())
-            .env("RESOURCE", RESOURCE)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("provider said {line:?}"));
-        Self {
-            child,
-            issuer: ready["issuer"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    /// A bound token and two proofs for `GET URL`, from `client.mjs`.
-    fn client(&self, alg: &str) -> Value {
-        let out = Command::new("node")
-            .args(["client.mjs", &self.issuer, URL, "GET", alg])
-            .current_dir(node::dir())
-            .env("RESOURCE", RESOURCE)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "client.mjs {alg} failed");
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn send(
     layer: &JwtAuthLayer<StandardClaims>,
@@ -117,7 +65,7 @@ async fn oidc_provider_tokens_and_dpop_library_proofs_pass_and_their_misuse_does
     ) {
         return;
     }
-    let provider = Provider::start();
+    let provider = node::Provider::start(&[("RESOURCE", RESOURCE)]);
     let jwks = JwksSource::builder(&format!("{}/jwks", provider.issuer))
         .allow_http()
         .build()
@@ -131,7 +79,7 @@ async fn oidc_provider_tokens_and_dpop_library_proofs_pass_and_their_misuse_does
         .build()
         .unwrap();
     for alg in ["ES256", "Ed25519"] {
-        let got = provider.client(alg);
+        let got = provider.client(URL, "GET", alg, &[("RESOURCE", RESOURCE)]);
         let (token, proof, proof2) = (
             got["token"].as_str().unwrap(),
             got["proof"].as_str().unwrap(),

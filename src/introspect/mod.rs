@@ -85,6 +85,8 @@ pub struct IntrospectionBuilder {
     timeout: Duration,
     breaker: (u32, Duration),
     allow_http: bool,
+    /// Set explicitly; by default 5 s, or the cache TTL when that is shorter.
+    inactive_ttl: Option<Duration>,
     settings: Settings,
 }
 
@@ -143,6 +145,7 @@ impl IntrospectionBuilder {
             timeout: Duration::from_secs(5),
             breaker: (5, Duration::from_secs(30)),
             allow_http: false,
+            inactive_ttl: None,
             settings: Settings {
                 cache_ttl: DEFAULT_CACHE_TTL,
                 inactive_ttl: Duration::from_secs(5),
@@ -172,9 +175,9 @@ impl IntrospectionBuilder {
     }
 
     /// How long an inactive result (or one that failed this layer's checks) is remembered
-    /// (default 5 s); at most the cache TTL.
+    /// (default 5 s, or the cache TTL when that is shorter); at most the cache TTL.
     pub fn inactive_ttl(mut self, ttl: Duration) -> Self {
-        self.settings.inactive_ttl = ttl;
+        self.inactive_ttl = Some(ttl);
         self
     }
 
@@ -221,7 +224,10 @@ impl IntrospectionBuilder {
     /// zero or over an hour, an inactive TTL over the cache TTL, a zero capacity, in-flight
     /// limit, timeout or breaker threshold. Needs a Tokio runtime when requests arrive, not
     /// here.
-    pub fn build(self) -> Result<Introspection, ConfigError> {
+    pub fn build(mut self) -> Result<Introspection, ConfigError> {
+        self.settings.inactive_ttl = self
+            .inactive_ttl
+            .unwrap_or(self.settings.inactive_ttl.min(self.settings.cache_ttl));
         let s = &self.settings;
         if s.cache_ttl.is_zero() || s.cache_ttl > Duration::from_secs(3600) {
             return Err(ConfigError::OutOfRange(

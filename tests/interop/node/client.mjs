@@ -1,7 +1,8 @@
 // DPoP client for the interop test.
 //
 // usage: node client.mjs <issuer> <resource-url> <method> <alg>
-//   alg: ES256 | Ed25519 (EdDSA is accepted as an alias for Ed25519)
+//   alg: ES256 | Ed25519 (EdDSA is accepted as an alias for Ed25519), or "none" for a
+//   bearer token without proofs (the provider must run with DPOP_BOUND=0)
 //
 // Gets a DPoP-bound JWT access token from <issuer>'s token endpoint (client_credentials,
 // client rs-test / rs-test-secret, scope todos:read, resource = env RESOURCE or
@@ -22,9 +23,10 @@ const [issuer, resourceUrl, method, algArg] = process.argv.slice(2);
 if (!issuer || !resourceUrl || !method || !algArg) {
   die('usage: node client.mjs <issuer> <resource-url> <method> <ES256|Ed25519>');
 }
-const ALGS = { ES256: 'ES256', Ed25519: 'Ed25519', EdDSA: 'Ed25519' };
+const ALGS = { ES256: 'ES256', Ed25519: 'Ed25519', EdDSA: 'Ed25519', none: 'none' };
 const alg = ALGS[algArg];
 if (!alg) die(`unsupported alg ${algArg}`);
+const bearer = alg === 'none';
 
 const htm = method.toUpperCase();
 // RFC 9449 §4.2: htu is the target URI without query and fragment.
@@ -38,16 +40,17 @@ const CLIENT_ID = process.env.CLIENT_ID || 'rs-test';
 const CLIENT_SECRET = process.env.CLIENT_SECRET || 'rs-test-secret';
 const SCOPE = process.env.SCOPE || 'todos:read';
 
-const keypair = await generateKeyPair(alg);
-const publicJwk = await exportJWK(keypair.publicKey);
-const jkt = await calculateJwkThumbprint(publicJwk, 'sha256');
+const keypair = bearer ? undefined : await generateKeyPair(alg);
+const jkt = bearer
+  ? undefined
+  : await calculateJwkThumbprint(await exportJWK(keypair.publicKey), 'sha256');
 
 const discovery = await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`);
 if (!discovery.ok) die(`discovery failed: HTTP ${discovery.status}`);
 const { token_endpoint: tokenEndpoint } = await discovery.json();
 
 async function tokenRequest(nonce) {
-  const proof = await generateProof(keypair, tokenEndpoint, 'POST', nonce);
+  const proof = bearer ? undefined : await generateProof(keypair, tokenEndpoint, 'POST', nonce);
   const basic = Buffer.from(
     `${encodeURIComponent(CLIENT_ID)}:${encodeURIComponent(CLIENT_SECRET)}`,
   ).toString('base64');
@@ -57,7 +60,7 @@ async function tokenRequest(nonce) {
       authorization: `Basic ${basic}`,
       'content-type': 'application/x-www-form-urlencoded',
       accept: 'application/json',
-      dpop: proof,
+      ...(proof ? { dpop: proof } : {}),
     },
     body: new URLSearchParams({ grant_type: 'client_credentials', scope: SCOPE, resource }),
   });
@@ -76,16 +79,22 @@ if (res.status === 400 && body.error === 'use_dpop_nonce') {
 if (!res.ok) die(`token request failed: HTTP ${res.status} ${JSON.stringify(body)}`);
 
 const { access_token: token, token_type: tokenType } = body;
-if (tokenType !== 'DPoP') die(`expected token_type DPoP, got ${tokenType}`);
-
-// Sanity-check the token: JWT with cnf.jkt bound to our key.
-const claims = decodeJwt(token);
-const atHeader = decodeProtectedHeader(token);
-for (const c of ['iss', 'aud', 'exp', 'scope']) {
-  if (claims[c] === undefined) die(`access token lacks ${c}: ${JSON.stringify(claims)}`);
+if (tokenType !== (bearer ? 'Bearer' : 'DPoP')) die(`unexpected token_type ${tokenType}`);
+if (bearer) {
+  process.stdout.write(`${JSON.stringify({ token, token_type: tokenType })}\n`);
+  process.exit(0);
 }
-if (claims.cnf?.jkt !== jkt) die(`cnf.jkt ${claims.cnf?.jkt} != ${jkt}`);
-if (atHeader.typ !== 'at+jwt') console.error(`client.mjs: note: access token typ is ${atHeader.typ}`);
+
+// Sanity-check a JWT: cnf.jkt bound to our key. An opaque token only its issuer reads.
+if (token.split('.').length === 3) {
+  const claims = decodeJwt(token);
+  const atHeader = decodeProtectedHeader(token);
+  for (const c of ['iss', 'aud', 'exp', 'scope']) {
+    if (claims[c] === undefined) die(`access token lacks ${c}: ${JSON.stringify(claims)}`);
+  }
+  if (claims.cnf?.jkt !== jkt) die(`cnf.jkt ${claims.cnf?.jkt} != ${jkt}`);
+  if (atHeader.typ !== 'at+jwt') console.error(`client.mjs: note: access token typ is ${atHeader.typ}`);
+}
 
 // The resource server is a different server: the token endpoint's nonce does not
 // apply there, so the resource proofs carry no nonce.

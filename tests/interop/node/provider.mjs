@@ -1,4 +1,4 @@
-// Minimal oidc-provider authorization server for the DPoP interop test.
+// Minimal oidc-provider authorization server for the DPoP and introspection interop tests.
 //
 // Env:
 //   RESOURCE    (required) resource indicator / JWT `aud`, e.g. http://127.0.0.1:9999/
@@ -6,6 +6,11 @@
 //   AT_ALG      access-token signing alg: ES256 (default) or RS256
 //   AT_TTL      access-token lifetime in seconds (default: 300)
 //   DPOP_NONCE  "1" to make the token endpoint require a DPoP nonce (use_dpop_nonce flow)
+//   DPOP_BOUND  "0" to let rs-test get bearer tokens too (default "1": DPoP-bound only)
+//   AT_FORMAT   "opaque" for opaque access tokens, to be introspected (default "jwt")
+//
+// Introspection (RFC 7662) and revocation (RFC 7009) are on: the resource server
+// introspects as client rs-api / rs-api-secret (client_secret_basic).
 //
 // Prints exactly one line to stdout once listening: {"issuer":"http://127.0.0.1:PORT"}
 // Everything else (oidc-provider NOTICE/WARNING lines, request log) goes to stderr.
@@ -31,6 +36,8 @@ const SCOPES = (process.env.SCOPES || 'todos:read').split(/\s+/).filter(Boolean)
 const AT_ALG = process.env.AT_ALG || 'ES256';
 const AT_TTL = Number(process.env.AT_TTL || 300);
 const REQUIRE_NONCE = process.env.DPOP_NONCE === '1';
+const DPOP_BOUND = process.env.DPOP_BOUND !== '0';
+const AT_FORMAT = process.env.AT_FORMAT || 'jwt';
 
 function signingJwk(alg) {
   let keyObject;
@@ -65,7 +72,16 @@ const provider = new Provider(issuer, {
     token_endpoint_auth_method: 'client_secret_basic',
     scope: SCOPES.join(' '),
     // Reject token requests without a DPoP proof, so every issued token is DPoP-bound.
-    dpop_bound_access_tokens: true,
+    dpop_bound_access_tokens: DPOP_BOUND,
+    id_token_signed_response_alg: AT_ALG,
+  }, {
+    // The resource server's own credentials, for introspection.
+    client_id: 'rs-api',
+    client_secret: 'rs-api-secret',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: AT_ALG,
   }],
   clientDefaults: { id_token_signed_response_alg: AT_ALG },
@@ -80,8 +96,8 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
-    introspection: { enabled: false },
-    revocation: { enabled: false },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
     dPoP: {
       enabled: true,
       // A nonce secret enables DPoP-Nonce issuance; requireNonce forces the
@@ -100,7 +116,7 @@ const provider = new Provider(issuer, {
           scope: SCOPES.join(' '),
           audience: RESOURCE,
           accessTokenTTL: AT_TTL,
-          accessTokenFormat: 'jwt',
+          accessTokenFormat: AT_FORMAT,
           jwt: { sign: { alg: AT_ALG } },
         };
       },
