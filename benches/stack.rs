@@ -18,6 +18,9 @@
 //!   Ed25519 proof per request (made before the clock starts), the replay store in the
 //!   server's memory or shared through a real `redis-server` on loopback (in memory, no
 //!   fsync): the p50/p99 that Redis adds.
+//! - `opaque-cached` on 16 connections: an opaque token introspected (RFC 7662) at a
+//!   loopback endpoint in this process once, then served from the results cache; against
+//!   `opaque-server-jwt-cached`, the same server with one of its own JWTs, cached.
 //!
 //! `STACK_BENCH_SECS` sets the seconds per measurement (default 3). Figures from one run
 //! compare with each other; the machine is shared and noisy.
@@ -391,6 +394,27 @@ async fn run(time: Duration) {
 
     drop(cached);
 
+    // An opaque token, introspected once, then from the cache.
+    let provider = introspecting_provider().await;
+    let server = Server::start(&[
+        ("OIDC_ISSUER_URL", &provider),
+        ("INTROSPECTION_CLIENT_ID", "bench"),
+        ("INTROSPECTION_CLIENT_SECRET", "bench-secret"),
+    ]);
+    let jwt = server.login("alice", "wonderland").await;
+    for (scenario, token) in [
+        ("opaque-cached", OPAQUE),
+        ("opaque-server-jwt-cached", &jwt),
+    ] {
+        let shape = Shape::get("/secure-todos", Some(token));
+        rows.push(Row {
+            scenario: scenario.into(),
+            connections: 16,
+            load: load(server.addr, &shape, ok, 16, time).await,
+        });
+    }
+    drop(server);
+
     // DPoP: the replay store in memory, then shared through Redis.
     match redis_server::RedisServer::start_in_memory("stack bench: dpop-redis") {
         None => eprintln!("dpop-redis: skipped, no redis-server"),
@@ -431,6 +455,47 @@ async fn run(time: Duration) {
         std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
         eprintln!("wrote {path}");
     }
+}
+
+const OPAQUE: &str = "2YotnFZFEjr1zMsPHEZBF1fYvN3H6S8JpWxN";
+
+/// An authorization server on loopback, in this process: discovery, an empty JWKS, and an
+/// introspection endpoint that says every token is active. Its issuer URL.
+async fn introspecting_provider() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = url.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let issuer = issuer.clone();
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let now = jsonwebtoken::get_current_timestamp();
+                let body = match req.uri().path() {
+                    "/.well-known/openid-configuration" => json!({
+                        "issuer": issuer,
+                        "jwks_uri": format!("{issuer}/jwks"),
+                        "introspection_endpoint": format!("{issuer}/introspect"),
+                    }),
+                    "/jwks" => json!({"keys": []}),
+                    _ => json!({
+                        "active": true, "sub": "alice", "aud": "todo-api",
+                        "scope": "todos:read todos:write", "iat": now, "exp": now + 3600,
+                    }),
+                };
+                async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                        body.to_string(),
+                    ))))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
+        }
+    });
+    url
 }
 
 fn print_table(rows: &[Row], peak: f64, logins: u64, time: Duration) {
@@ -480,6 +545,15 @@ fn print_table(rows: &[Row], peak: f64, logins: u64, time: Duration) {
         );
     }
     println!("- server peak RSS during the storm: {peak:.1} MiB");
+    if let (Some(jwt), Some(opaque)) = (
+        find("opaque-server-jwt-cached", 16),
+        find("opaque-cached", 16),
+    ) {
+        println!(
+            "- 16 connections, one server: cached opaque / cached JWT = {:.2}x",
+            opaque.rps / jwt.rps
+        );
+    }
     for connections in [1, 4] {
         if let (Some(local), Some(redis)) = (
             find("dpop-local", connections),

@@ -11,6 +11,10 @@
 //!   `revocations/is_revoked_100k/{miss,hit}`, the public check alone on that set, which
 //!   reads the clock as the layer does once per request anyway: `revocations/clock` is that
 //!   read alone, so `miss - clock` is what the layer pays for a token that is not revoked;
+//! - `validate/opaque/layer_cached`: an opaque token whose introspection (RFC 7662, against
+//!   a loopback endpoint, made once before measuring) is in the layer's results cache, and
+//!   `validate/opaque/jwt_layer_cached`, an HS256 JWT in the token cache, in the same group:
+//!   what a cached introspected token costs against a cached JWT;
 //! - `validate/<alg>/reject_bad_signature`, `validate/<alg>/reject_missing`: the 401 paths;
 //! - `contention/hs256/{1,2}` and `contention/hs256_cached/{1,2}`: one layer shared by one
 //!   and two threads, in requests per second (two threads should reach about twice one);
@@ -377,5 +381,89 @@ fn run_threads<S>(
     })
 }
 
-criterion::criterion_group!(benches, bench_validate, bench_revocations, bench_contention);
+/// A loopback introspection endpoint that says every token is active, on `runtime`.
+fn introspection_endpoint(runtime: &tokio::runtime::Runtime) -> String {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/introspect", listener.local_addr().unwrap());
+    runtime.spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let svc = hyper::service::service_fn(|_req| async {
+                let now = get_current_timestamp();
+                let answer = serde_json::json!({
+                    "active": true, "sub": "alice", "aud": "todo-api",
+                    "scope": "todos:read todos:write", "iat": now, "exp": now + 3600,
+                });
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer.to_string()))))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+            );
+        }
+    });
+    url
+}
+
+fn bench_opaque(c: &mut Criterion) {
+    use tower::ServiceExt as _;
+    use tower_jwt_auth::introspect::Introspection;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let endpoint = introspection_endpoint(&runtime);
+    let key = VerificationKey::hmac(Algorithm::HS256, SECRET).unwrap();
+    let opaque = Introspection::builder("todo-server", &endpoint)
+        .build()
+        .unwrap();
+    let layer = layer(&key)
+        .cache(10_000)
+        .introspection(opaque.clone())
+        .build()
+        .unwrap();
+    let token = "2YotnFZFEjr1zMsPHEZBF1fYvN3H6S8JpWxN";
+    // The one introspection, before measuring.
+    let first = runtime.block_on(layer.layer(noop()).oneshot(request(Some(token))));
+    assert_eq!(first.unwrap().status(), StatusCode::OK);
+    let _guard = runtime.enter();
+    let mut group = c.benchmark_group("validate/opaque");
+    let ok = StatusCode::OK;
+    bench_requests(
+        &mut group,
+        "layer_cached",
+        layer.layer(noop()),
+        Some(token),
+        ok,
+    );
+    let jwt = token_for_bench();
+    bench_requests(
+        &mut group,
+        "jwt_layer_cached",
+        layer.layer(noop()),
+        Some(&jwt),
+        ok,
+    );
+    group.finish();
+    assert_eq!(
+        opaque.introspections(),
+        1,
+        "the measured requests were all cache hits"
+    );
+}
+
+fn token_for_bench() -> String {
+    token(Algorithm::HS256, &EncodingKey::from_secret(SECRET).unwrap())
+}
+
+criterion::criterion_group!(
+    benches,
+    bench_validate,
+    bench_opaque,
+    bench_revocations,
+    bench_contention
+);
 criterion::criterion_main!(benches);

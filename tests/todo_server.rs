@@ -840,6 +840,79 @@ async fn the_rfc_9728_metadata_tells_clients_where_to_get_tokens() {
     assert_eq!(res.json()["dpop_bound_access_tokens_required"], true);
 }
 
+#[tokio::test]
+async fn opaque_tokens_of_the_provider_are_introspected_and_read_like_jwts() {
+    if !node::ready(
+        "opaque_tokens_of_the_provider_are_introspected",
+        &["oidc-provider"],
+    ) {
+        return;
+    }
+    const RESOURCE: &str = "http://127.0.0.1:9999/";
+    let provider = node::Provider::start(&[
+        ("RESOURCE", RESOURCE),
+        ("AT_FORMAT", "opaque"),
+        ("DPOP_BOUND", "0"),
+        ("SCOPES", "todos:read todos:write"),
+    ]);
+    let server = start(config_with(&[
+        ("JWT_SECRET", SECRET),
+        ("JWT_AUDIENCE", RESOURCE),
+        ("OIDC_ISSUER_URL", &provider.issuer),
+        ("INTROSPECTION_CLIENT_ID", "rs-api"),
+        ("INTROSPECTION_CLIENT_SECRET", "rs-api-secret"),
+    ]))
+    .await;
+    let reader = provider.client(
+        "http://127.0.0.1:9999/",
+        "GET",
+        "none",
+        &[("RESOURCE", RESOURCE), ("SCOPE", "todos:read")],
+    );
+    let token = reader["token"].as_str().unwrap();
+    assert!(!token.contains('.'), "not opaque: {token}");
+    // `/me` shows the identity as for a JWT: the provider's issuer, the client as `sub`.
+    let res = server.get("/me", Some(token)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let me = res.json();
+    assert_eq!(me["iss"], provider.issuer.as_str());
+    assert_eq!(me["sub"], "rs-test");
+    assert_eq!(me["scope"], "todos:read");
+    assert_eq!(
+        server.get("/secure-todos", Some(token)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.create(token, "x").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let writer = provider.client(
+        "http://127.0.0.1:9999/",
+        "GET",
+        "none",
+        &[("RESOURCE", RESOURCE), ("SCOPE", "todos:read todos:write")],
+    );
+    let writer = writer["token"].as_str().unwrap();
+    assert_eq!(
+        server.create(writer, "from a client").await.status,
+        StatusCode::CREATED
+    );
+    let res = server.get("/secure-todos", Some(writer)).await;
+    assert_eq!(res.json()[0]["title"], "from a client");
+    // Something the provider never issued.
+    let res = server.get("/secure-todos", Some("made-up")).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.json()["detail"], "the token is not active");
+    // The metadata names the provider beside the server itself.
+    let res = server
+        .get("/.well-known/oauth-protected-resource", None)
+        .await;
+    assert_eq!(
+        res.json()["authorization_servers"],
+        json!(["todo-server", provider.issuer])
+    );
+}
+
 // ---- Protected routes ----
 
 #[tokio::test]

@@ -48,6 +48,7 @@ use tower_jwt_auth::{
     AuthError, Claims, ClientCertificate, Dpop, DpopMode, DpopVerifier, ForwardedCertificates,
     JwtAuthLayer, MAX_TTL, OutOfSync, ProtectedResourceMetadata, RequireScope, Revocations,
     StandardClaims, TokenIssuer, TrustedIssuer,
+    introspect::Introspection,
     jwks::JwksSource,
     password::Passwords,
     throttle::{LoginError, LoginThrottle, TrustedProxies},
@@ -107,6 +108,18 @@ struct Settings {
     /// The `typ` required of the provider's tokens.
     #[arg(long, env = "EXTERNAL_TOKEN_TYP")]
     external_token_typ: Option<String>,
+    /// Introspect OIDC_ISSUER_URL's opaque tokens (RFC 7662) as this client...
+    #[arg(long, env = "INTROSPECTION_CLIENT_ID", requires_all = ["oidc_issuer_url", "introspection_client_secret"])]
+    introspection_client_id: Option<String>,
+    /// ...with this secret (client_secret_basic).
+    #[arg(long, env = "INTROSPECTION_CLIENT_SECRET", hide_env_values = true)]
+    introspection_client_secret: Option<String>,
+    /// The introspection endpoint [default: the provider's, from discovery].
+    #[arg(long, env = "INTROSPECTION_URL")]
+    introspection_url: Option<String>,
+    /// The longest an introspection result is trusted (a revocation at the provider waits it out).
+    #[arg(long, env = "INTROSPECTION_CACHE_SECS", default_value_t = 60)]
+    introspection_cache_secs: u64,
     /// Redis shared by every instance: logouts and login budgets.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
@@ -314,6 +327,10 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
             .trusting([issuer.trusted(), provider.audience(&s.audience)])
             .require_claim("sub"),
     };
+    let auth = match introspection(&s)? {
+        Some(opaque) => auth.introspection(opaque),
+        None => auth,
+    };
     let mut auth = match &dpop {
         Some(dpop) => auth.dpop(dpop.clone()),
         None => auth,
@@ -398,6 +415,26 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         tracing::warn!("some logouts never reached Redis; other instances do not know them");
     }
     Ok(())
+}
+
+/// With `INTROSPECTION_CLIENT_ID`: the provider's opaque tokens, checked at its endpoint.
+fn introspection(s: &Settings) -> Result<Option<Introspection>, Box<dyn std::error::Error>> {
+    let (Some(iss), Some(id), Some(secret)) = (
+        &s.oidc_issuer_url,
+        &s.introspection_client_id,
+        &s.introspection_client_secret,
+    ) else {
+        return Ok(None);
+    };
+    let opaque = match &s.introspection_url {
+        Some(url) => Introspection::builder(iss, url),
+        None => Introspection::discover(iss),
+    };
+    let opaque = opaque
+        .client_secret_basic(id, secret)
+        .cache_ttl(Duration::from_secs(s.introspection_cache_secs))
+        .build()?;
+    Ok(Some(opaque))
 }
 
 /// `OIDC_ISSUER_URL` (keys through discovery) or `JWKS_URL` with `JWKS_ISSUER`.
