@@ -17,6 +17,9 @@
 //! - [`Dpop`] checks DPoP-bound tokens and their proofs (RFC 9449), and
 //!   [`ClientCertificate`] certificate-bound ones (RFC 8705): a token bound to a key is never
 //!   accepted as a plain bearer token.
+//! - `introspect::Introspection` (feature `jwks`) validates opaque tokens at their
+//!   authorization server (RFC 7662), cached; [`ProtectedResourceMetadata`] publishes the
+//!   resource's RFC 9728 metadata, and the layer's challenges point to it.
 //! - [`TokenIssuer`] signs tokens the layer accepts, and (feature `password`)
 //!   `password::Passwords` hashes with argon2id off the async executor and
 //!   `throttle::LoginThrottle` bounds password guessing.
@@ -68,7 +71,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `password` | no | [`password::Passwords`]: argon2id hashing on tokio's blocking pool; [`throttle::LoginThrottle`]: the OWASP login throttle |
-//! | `jwks` | no | [`jwks::JwksSource`]: cached, self-refreshing JWKS and OIDC discovery over HTTP (hyper-util client) |
+//! | `jwks` | no | [`jwks::JwksSource`]: cached, self-refreshing JWKS and OIDC discovery over HTTP (hyper-util client); [`introspect::Introspection`] of opaque tokens |
 //! | `jwks-rustls` | no | `jwks` over HTTPS through rustls with the webpki roots |
 //! | `redis` | no | [`RevocationsBuilder::redis`]: revocations shared by every instance through Redis; with `password`, a login throttle shared likewise |
 //! | `axum` | no | [`Claims<C>`] as an axum extractor, [`AuthError`] as an axum response |
