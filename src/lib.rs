@@ -90,6 +90,8 @@ pub mod authorize;
 pub mod body;
 mod claims;
 mod crypto;
+#[cfg(feature = "jwks")]
+mod discover;
 mod error;
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
@@ -147,6 +149,9 @@ pub use issuer::{
 // its `Algorithm` names them, so users need the very version this crate links. It makes
 // jsonwebtoken's major version part of this crate's API: a jsonwebtoken major release is a
 // major release here.
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use discover::DiscoveredIssuers;
 pub use jsonwebtoken;
 pub use keys::{KeySet, KeySource, MIN_RSA_BITS, VerificationKey};
 pub use metadata::{

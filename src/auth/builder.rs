@@ -62,6 +62,8 @@ pub struct JwtAuthLayerBuilder<C = StandardClaims> {
     resource_metadata: Option<String>,
     #[cfg(feature = "jwks")]
     introspection: Option<crate::introspect::Introspection>,
+    #[cfg(feature = "jwks")]
+    discovered: Option<crate::DiscoveredIssuers>,
     _claims: PhantomData<fn() -> C>,
 }
 
@@ -88,6 +90,8 @@ impl<C> Clone for JwtAuthLayerBuilder<C> {
             resource_metadata: self.resource_metadata.clone(),
             #[cfg(feature = "jwks")]
             introspection: self.introspection.clone(),
+            #[cfg(feature = "jwks")]
+            discovered: self.discovered.clone(),
             _claims: PhantomData,
         }
     }
@@ -126,6 +130,8 @@ impl<C> JwtAuthLayerBuilder<C> {
             resource_metadata: None,
             #[cfg(feature = "jwks")]
             introspection: None,
+            #[cfg(feature = "jwks")]
+            discovered: None,
             _claims: PhantomData,
         }
     }
@@ -390,6 +396,18 @@ impl<C> JwtAuthLayerBuilder<C> {
         self
     }
 
+    /// Also trusts the issuers `issuers` accepts, each discovered (OpenID Connect discovery
+    /// and its JWKS) when a token first names it; see [`DiscoveredIssuers`](crate::DiscoveredIssuers).
+    /// Beside [`trusting`](Self::trusting), or beside keys for the issuers named with
+    /// [`issuer`](Self::issuer), or alone (no keys needed). A token whose `iss` is neither
+    /// fixed nor accepted by the rule is refused before any request is made.
+    #[cfg(feature = "jwks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+    pub fn discover_issuers(mut self, issuers: crate::DiscoveredIssuers) -> Self {
+        self.discovered = Some(issuers);
+        self
+    }
+
     /// Validates opaque tokens (any that is not a JWS) by introspection at their
     /// authorization server (RFC 7662), with this layer's checks (leeway, audiences,
     /// `max_age`, required claims, revocations, DPoP). JWTs are validated with the keys as
@@ -418,7 +436,12 @@ impl<C> JwtAuthLayerBuilder<C> {
     ///   algorithm, a lifetime over 10 minutes, a nonce secret under 32 bytes), and
     ///   [`ConfigError::DpopNotConfigured`] when an issuer requires DPoP without it.
     pub fn build(self) -> Result<JwtAuthLayer<C>, ConfigError> {
+        #[cfg(feature = "jwks")]
+        let discovering = self.discovered.is_some();
+        #[cfg(not(feature = "jwks"))]
+        let discovering = false;
         let mut validator = match self.keys {
+            KeyChoice::None if discovering => Validator::discovering(),
             KeyChoice::None => return Err(ConfigError::NoKeys),
             KeyChoice::Twice => return Err(ConfigError::KeysTwice),
             KeyChoice::One(keys) => Validator::new(keys?.0),
@@ -426,6 +449,11 @@ impl<C> JwtAuthLayerBuilder<C> {
         };
         for issuer in self.issuers {
             validator.add_issuer(issuer)?;
+        }
+        #[cfg(feature = "jwks")]
+        if let Some(issuers) = self.discovered {
+            issuers.check()?;
+            validator.set_discovered(issuers);
         }
         for audience in self.audiences {
             validator.add_audience(audience);
@@ -457,7 +485,7 @@ impl<C> JwtAuthLayerBuilder<C> {
         }
         #[cfg(feature = "jwks")]
         if let Some(introspection) = self.introspection {
-            validator.set_introspection(introspection);
+            validator.set_introspection(introspection)?;
         }
         let senders = Senders {
             dpop: self.dpop.map(Dpop::build).transpose()?.map(Arc::new),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 
 use super::Validated;
-use crate::revoke::TokenId;
+use crate::{keys::Keys, revoke::TokenId};
 
 pub(crate) struct TokenCache<C> {
     entries: Arc<Cache<Box<str>, Entry<C>>>,
@@ -29,8 +29,8 @@ pub(crate) struct Entry<C> {
     pub(crate) validated: Validated<C>,
     /// The last second (since the epoch) the token is acceptable: `exp` plus the leeway.
     pub(crate) valid_until: u64,
-    /// Which trusted issuer's policy accepted it.
-    pub(crate) policy: usize,
+    /// The keys of the issuer whose policy accepted it.
+    pub(crate) keys: Keys,
     /// The serial number of the key that verified it (not its `kid`).
     pub(crate) key_serial: u64,
     /// What a revocation check needs (when the layer checks revocations).
@@ -45,16 +45,11 @@ impl<C> TokenCache<C> {
         }
     }
 
-    /// The cached result for `token`, if it is still valid at `now` and `key_in_use(policy,
-    /// key_serial)` says the key that verified it is still trusted.
-    pub(crate) fn get(
-        &self,
-        token: &str,
-        now: u64,
-        key_in_use: impl FnOnce(usize, u64) -> bool,
-    ) -> Option<Entry<C>> {
+    /// The cached result for `token`, if it is still valid at `now` and the key that
+    /// verified it is still in its issuer's set.
+    pub(crate) fn get(&self, token: &str, now: u64) -> Option<Entry<C>> {
         let entry = self.entries.get(token)?;
-        if entry.valid_until >= now && key_in_use(entry.policy, entry.key_serial) {
+        if entry.valid_until >= now && entry.keys.contains(entry.key_serial) {
             Some(entry)
         } else {
             self.entries.remove(token);
@@ -86,6 +81,7 @@ impl<C> Clone for Entry<C> {
         Self {
             validated: self.validated.clone(),
             revocable: self.revocable.clone(),
+            keys: self.keys.clone(),
             ..*self
         }
     }

@@ -16,4 +16,7 @@ mod validator;
 pub use policy::{DEFAULT_LEEWAY, MAX_LEEWAY};
 pub(crate) use validator::{Pending, Validated, Validator, Verdict};
 #[cfg(feature = "jwks")]
-pub(crate) use {policy::Policy, registered::Registered};
+pub(crate) use {
+    policy::{Policy, valid_typ},
+    registered::Registered,
+};

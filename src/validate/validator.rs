@@ -74,13 +74,13 @@ pub(crate) type Pending =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AuthError>> + Send>>;
 
 /// Why a token failed, and whether new keys could change that.
-enum Failure<'v> {
+enum Failure {
     Invalid(AuthError),
     /// The key is unknown (or no keys are loaded): `keys` may be refreshed.
-    KeyMissing(&'v Keys, AuthError),
+    KeyMissing(Keys, AuthError),
 }
 
-impl From<AuthError> for Failure<'_> {
+impl From<AuthError> for Failure {
     fn from(error: AuthError) -> Self {
         Self::Invalid(error)
     }
@@ -102,6 +102,9 @@ pub(crate) struct Validator<C> {
     /// Opaque tokens (not a JWS) go to their authorization server.
     #[cfg(feature = "jwks")]
     introspector: Option<crate::introspect::Introspector<C>>,
+    /// Issuers trusted by rule, beside the fixed ones.
+    #[cfg(feature = "jwks")]
+    discovered: Option<crate::discover::Discovered>,
 }
 
 impl<C> Validator<C> {
@@ -138,6 +141,12 @@ impl<C> Validator<C> {
         Ok(Self::with_policies(policies, Some(by_issuer)))
     }
 
+    /// No fixed issuer: only discovered ones (`set_discovered`, feature `jwks`).
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+    pub(crate) fn discovering() -> Self {
+        Self::with_policies(Vec::new(), Some(HashMap::new()))
+    }
+
     fn with_policies(policies: Vec<Policy>, by_issuer: Option<HashMap<String, usize>>) -> Self {
         Self {
             policies,
@@ -148,7 +157,19 @@ impl<C> Validator<C> {
             revocations: None,
             #[cfg(feature = "jwks")]
             introspector: None,
+            #[cfg(feature = "jwks")]
+            discovered: None,
         }
+    }
+
+    /// Every policy a setting applies to: each trusted issuer's, and the one discovered
+    /// issuers start from.
+    fn each_policy(&mut self) -> impl Iterator<Item = &mut Policy> {
+        #[cfg(feature = "jwks")]
+        let template = self.discovered.as_mut().map(|d| &mut d.template);
+        #[cfg(not(feature = "jwks"))]
+        let template = None;
+        self.policies.iter_mut().chain(template)
     }
 
     /// Not on a layer that trusts several issuers: each names its own.
@@ -161,7 +182,7 @@ impl<C> Validator<C> {
     }
 
     pub(crate) fn add_audience(&mut self, audience: String) {
-        for policy in &mut self.policies {
+        for policy in self.each_policy() {
             policy.audiences.push(audience.clone());
         }
     }
@@ -170,7 +191,7 @@ impl<C> Validator<C> {
         if algorithms.is_empty() {
             return Err(ConfigError::NoAlgorithms);
         }
-        for policy in &mut self.policies {
+        for policy in self.each_policy() {
             policy.algorithms = Some(algorithms.to_vec());
         }
         Ok(())
@@ -182,7 +203,7 @@ impl<C> Validator<C> {
                 "the leeway must be at most 10 minutes",
             ));
         }
-        for policy in &mut self.policies {
+        for policy in self.each_policy() {
             policy.leeway = leeway.as_secs();
         }
         Ok(())
@@ -194,14 +215,14 @@ impl<C> Validator<C> {
                 "the maximum token age must be positive",
             ));
         }
-        for policy in &mut self.policies {
+        for policy in self.each_policy() {
             policy.max_age = Some(max_age.as_secs().max(1));
         }
         Ok(())
     }
 
     pub(crate) fn accept_any_audience(&mut self) {
-        for policy in &mut self.policies {
+        for policy in self.each_policy() {
             policy.any_audience = true;
         }
     }
@@ -214,7 +235,7 @@ impl<C> Validator<C> {
 
     pub(crate) fn set_typ(&mut self, typ: &str) -> Result<(), ConfigError> {
         let typ = valid_typ(typ)?;
-        for policy in &mut self.policies {
+        for policy in self.each_policy() {
             policy.typ = Some(typ.into());
         }
         Ok(())
@@ -225,27 +246,56 @@ impl<C> Validator<C> {
     }
 
     pub(crate) fn set_revocations(&mut self, revocations: Revocations) {
-        for policy in &mut self.policies {
+        for policy in self.each_policy() {
             policy.refuse_future_iat = true;
         }
         self.revocations = Some(revocations);
     }
 
+    /// Trusts `issuers` besides any fixed ones, discovered on demand.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn set_discovered(&mut self, issuers: crate::discover::DiscoveredIssuers) {
+        let template = issuers.template_policy();
+        self.discovered = Some(crate::discover::Discovered::new(issuers, template));
+        if self.by_issuer.is_none() {
+            // One layer-wide policy becomes the policy of its issuers: the token's `iss`
+            // chooses between them and the discovered ones.
+            let issuers = self.policies[0].issuers.clone();
+            self.by_issuer = Some(issuers.into_iter().map(|iss| (iss, 0)).collect());
+        }
+    }
+
+    /// The policy of an issuer no fixed policy names: a discovered one, or `InvalidIssuer`.
+    fn discovered_policy(&self, iss: Option<&str>) -> Result<Arc<Policy>, AuthError> {
+        #[cfg(feature = "jwks")]
+        if let (Some(discovered), Some(iss)) = (&self.discovered, iss) {
+            return discovered.policy(iss);
+        }
+        let _ = iss;
+        Err(AuthError::InvalidIssuer)
+    }
+
     /// Opaque tokens of `introspection`'s issuer are introspected, with the checks of that
     /// issuer's policy (or the only one). Set after every other setting: it copies them.
     #[cfg(feature = "jwks")]
-    pub(crate) fn set_introspection(&mut self, introspection: crate::introspect::Introspection) {
+    pub(crate) fn set_introspection(
+        &mut self,
+        introspection: crate::introspect::Introspection,
+    ) -> Result<(), ConfigError> {
         let index = self
             .by_issuer
             .as_ref()
             .and_then(|by| by.get(introspection.issuer()).copied())
             .unwrap_or(0);
-        let introspector = crate::introspect::Introspector::new(
-            introspection,
-            &self.policies[index],
-            &self.required,
-        );
+        let policy = match (self.policies.get(index), &self.discovered) {
+            (Some(policy), _) => policy,
+            (None, Some(discovered)) => &discovered.template,
+            (None, None) => return Err(ConfigError::NoKeys),
+        };
+        let introspector =
+            crate::introspect::Introspector::new(introspection, policy, &self.required);
         self.introspector = Some(introspector);
+        Ok(())
     }
 
     /// Whether some trusted issuer requires DPoP (the layer must then be configured for it).
@@ -286,9 +336,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Validator<C> {
             return introspector.check(token, now, self.revocations.as_ref());
         }
         if let Some(cache) = &self.cache
-            && let Some(hit) = cache.get(token, now, |policy, key_serial| {
-                self.policies[policy].keys.contains(key_serial)
-            })
+            && let Some(hit) = cache.get(token, now)
         {
             // Revocations are checked on every hit: a token revoked after it was cached is
             // refused like any other.
@@ -319,21 +367,25 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Validator<C> {
     /// Every check, in order: the JWS structure and header; the issuer's policy (by `iss`
     /// when several are trusted); the key by `kid` (or `alg`); the signature; `typ`; the
     /// registered and required claims; then the payload, decoded once, into `C`.
-    fn validate(&self, token: &str, now: u64) -> Result<Entry<C>, Failure<'_>> {
+    fn validate(&self, token: &str, now: u64) -> Result<Entry<C>, Failure> {
         let jws = Jws::split(token)?;
         let header = jws.header()?;
         let payload = jws.payload()?;
         // Parsed before the signature is checked, but nothing of it is used before then
         // except `iss` to choose whose keys verify it.
         let registered = Registered::read(&payload, &self.required);
-        let (index, policy) = match &self.by_issuer {
-            None => (0, &self.policies[0]),
+        let discovered;
+        let policy = match &self.by_issuer {
+            None => &self.policies[0],
             Some(by_issuer) => {
                 let iss = registered.as_ref().map_err(Clone::clone)?.iss.as_deref();
-                let index = iss
-                    .and_then(|iss| by_issuer.get(iss))
-                    .ok_or(AuthError::InvalidIssuer)?;
-                (*index, &self.policies[*index])
+                match iss.and_then(|iss| by_issuer.get(iss)) {
+                    Some(index) => &self.policies[*index],
+                    None => {
+                        discovered = self.discovered_policy(iss)?;
+                        &*discovered
+                    }
+                }
             }
         };
         if !policy.allows(header.alg) {
@@ -342,7 +394,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Validator<C> {
         let keys = policy
             .keys
             .load()
-            .map_err(|e| Failure::KeyMissing(&policy.keys, e))?;
+            .map_err(|e| Failure::KeyMissing(policy.keys.clone(), e))?;
         // One key without a `kid`: nothing to choose, whatever `kid` the token names.
         let selected = match keys.only_unkeyed() {
             Some(key) => Ok(key),
@@ -351,7 +403,10 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Validator<C> {
         let key = match selected {
             Ok(key) => key,
             Err(AuthError::UnknownKey) => {
-                return Err(Failure::KeyMissing(&policy.keys, AuthError::UnknownKey));
+                return Err(Failure::KeyMissing(
+                    policy.keys.clone(),
+                    AuthError::UnknownKey,
+                ));
             }
             Err(e) => return Err(e.into()),
         };
@@ -381,7 +436,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Validator<C> {
         Ok(Entry {
             validated: Validated::new(claims, registered, policy.dpop),
             valid_until,
-            policy: index,
+            keys: policy.keys.clone(),
             key_serial: key.serial,
             revocable,
         })
@@ -399,6 +454,8 @@ impl<C> Clone for Validator<C> {
             revocations: self.revocations.clone(),
             #[cfg(feature = "jwks")]
             introspector: self.introspector.clone(),
+            #[cfg(feature = "jwks")]
+            discovered: self.discovered.clone(),
         }
     }
 }
