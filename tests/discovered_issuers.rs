@@ -3,6 +3,7 @@
 //! fetch. Asserted: tokens of allowed tenants pass after one discovery each; an issuer outside
 //! the rule costs no request; a flood of random tenants is bounded in fetches and memory and
 //! does not evict a tenant in use; a discovery document naming another issuer is refused.
+#![cfg(feature = "jwks")]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! cache (bound, TTL, keyed by hash), the single flight, outages and the breaker. What the
 //! client sees (status, challenge, body) and what reached the inner service are asserted.
 //! `tests/introspection_interop.rs` runs the same layer against node's `oidc-provider`.
+#![cfg(feature = "jwks")]
 
 mod common;
 
