@@ -701,3 +701,63 @@ fn mistakes_are_reported_by_build_and_debug_hides_the_secret() {
     assert!(!debug.contains("very-secret-value"), "{debug}");
     assert!(debug.contains("todo-api"), "{debug}");
 }
+
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+/// Two instances sharing a real `redis-server`: one introspection serves both, an inactive
+/// answer too; with Redis down each instance asks the authorization server itself.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn instances_sharing_redis_make_one_introspection_and_go_on_without_it() {
+    let Some(mut redis) = redis_server::RedisServer::start_in_memory(
+        "instances_sharing_redis_make_one_introspection_and_go_on_without_it",
+    ) else {
+        return;
+    };
+    let server = Server::start().await;
+    server.answer(OPAQUE, active(|_| {}));
+    let client = redis::Client::open(redis.url()).unwrap();
+    let instance = || {
+        let opaque = introspection(&server)
+            .redis(client.clone())
+            .redis_key_prefix("test:introspection");
+        layer_with(opaque.build().unwrap()).build().unwrap()
+    };
+    let (a, b) = (instance(), instance());
+    let (reply, seen) = bearer(&a, OPAQUE).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let (reply, seen_b) = bearer(&b, OPAQUE).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(server.calls(), 1, "B used A's result");
+    // B checked the shared answer itself: the same claims.
+    assert_eq!(seen.unwrap().claims, seen_b.unwrap().claims);
+    assert_eq!(
+        bearer(&a, "never-issued").await.0.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        bearer(&b, "never-issued").await.0.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(server.calls(), 2, "the inactive answer is shared too");
+    // The keys name the hash, never the token.
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("test:introspection:") && !k.contains(OPAQUE))
+    );
+
+    redis.kill();
+    server.answer("second", active(|_| {}));
+    assert_eq!(bearer(&a, "second").await.0.status, StatusCode::OK);
+    assert_eq!(bearer(&b, "second").await.0.status, StatusCode::OK);
+    assert_eq!(server.calls(), 4, "without Redis each instance introspects");
+}

@@ -120,7 +120,7 @@ struct Settings {
     /// The longest an introspection result is trusted (a revocation at the provider waits it out).
     #[arg(long, env = "INTROSPECTION_CACHE_SECS", default_value_t = 60)]
     introspection_cache_secs: u64,
-    /// Redis shared by every instance: logouts and login budgets.
+    /// Redis shared by every instance: logouts, login budgets, DPoP proofs, introspections.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
     /// Answer 503 once logouts have been out of sync with Redis this long (unset: serve on).
@@ -430,10 +430,15 @@ fn introspection(s: &Settings) -> Result<Option<Introspection>, Box<dyn std::err
         Some(url) => Introspection::builder(iss, url),
         None => Introspection::discover(iss),
     };
-    let opaque = opaque
+    let mut opaque = opaque
         .client_secret_basic(id, secret)
-        .cache_ttl(Duration::from_secs(s.introspection_cache_secs))
-        .build()?;
+        .cache_ttl(Duration::from_secs(s.introspection_cache_secs));
+    if let Some(url) = &s.redis_url {
+        // One introspection per token for every instance.
+        let shared = opaque.redis(redis::Client::open(url.as_str())?);
+        opaque = shared.redis_key_prefix("todo-server:introspection");
+    }
+    let opaque = opaque.build()?;
     Ok(Some(opaque))
 }
 

@@ -36,6 +36,9 @@ pub(crate) struct Introspector<C> {
     policy_without_aud: Arc<Policy>,
     required: Arc<[Arc<str>]>,
     shared: Arc<Shared<C>>,
+    /// The results of every instance, through Redis.
+    #[cfg(feature = "redis")]
+    fleet: Option<Arc<super::shared::SharedResults>>,
 }
 
 struct Shared<C> {
@@ -89,6 +92,8 @@ impl<C> Introspector<C> {
         without_aud.any_audience = true;
         let capacity = introspection.settings.capacity;
         Self {
+            #[cfg(feature = "redis")]
+            fleet: introspection.shared,
             remote: introspection.remote,
             settings: introspection.settings,
             policy: Arc::new(policy),
@@ -156,9 +161,24 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
                 let this = self.clone();
                 let token = token.to_owned();
                 runtime.spawn(async move {
-                    let answer = this.remote.introspect(&token).await;
+                    let (answer, fresh) = match this.fleet_get(&hash).await {
+                        Some(answer) => (Ok(answer), false),
+                        None => (this.remote.introspect(&token).await, true),
+                    };
                     let now = jsonwebtoken::get_current_timestamp();
                     let outcome = match answer {
+                        Ok(answer) if fresh && this.shares() => {
+                            let outcome = this.judge(answer.clone(), now, revocable);
+                            // Kept by Redis as long as here, to the second.
+                            let until = match &outcome {
+                                Outcome::Active { until, .. } | Outcome::Refused { until, .. } => {
+                                    *until
+                                }
+                            };
+                            let ttl = Duration::from_secs(until.saturating_sub(now) + 1);
+                            this.fleet_put(&hash, &answer, ttl).await;
+                            outcome
+                        }
                         Ok(answer) => this.judge(answer, now, revocable),
                         // Waiters and requests in this second get 503; the next one asks.
                         Err(()) => Outcome::Refused {
@@ -180,6 +200,32 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
         Some(Box::pin(async move {
             let _ = tokio::time::timeout(limit, waiter.changed()).await;
         }))
+    }
+
+    /// Whether results are shared with other instances.
+    fn shares(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.fleet.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
+    /// The answer another instance got for this token, if results are shared.
+    async fn fleet_get(&self, hash: &TokenHash) -> Option<Map<String, Value>> {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            return fleet.get(hash).await;
+        }
+        let _ = hash;
+        None
+    }
+
+    async fn fleet_put(&self, hash: &TokenHash, answer: &Map<String, Value>, ttl: Duration) {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.fleet {
+            fleet.put(hash, answer, ttl).await;
+        }
+        let _ = (hash, answer, ttl);
     }
 
     /// RFC 7662 section 2.2 and this layer's checks, on one answer.
@@ -253,6 +299,8 @@ impl<C> Clone for Introspector<C> {
             policy_without_aud: self.policy_without_aud.clone(),
             required: self.required.clone(),
             shared: self.shared.clone(),
+            #[cfg(feature = "redis")]
+            fleet: self.fleet.clone(),
         }
     }
 }

@@ -49,6 +49,8 @@
 
 mod cache;
 mod remote;
+#[cfg(feature = "redis")]
+mod shared;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -66,6 +68,8 @@ use crate::ConfigError;
 pub struct Introspection {
     pub(crate) remote: Arc<Remote>,
     pub(crate) settings: Settings,
+    #[cfg(feature = "redis")]
+    pub(crate) shared: Option<Arc<shared::SharedResults>>,
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +91,8 @@ pub struct IntrospectionBuilder {
     allow_http: bool,
     /// Set explicitly; by default 5 s, or the cache TTL when that is shorter.
     inactive_ttl: Option<Duration>,
+    #[cfg(feature = "redis")]
+    redis: Option<(redis::Client, String)>,
     settings: Settings,
 }
 
@@ -146,6 +152,8 @@ impl IntrospectionBuilder {
             breaker: (5, Duration::from_secs(30)),
             allow_http: false,
             inactive_ttl: None,
+            #[cfg(feature = "redis")]
+            redis: None,
             settings: Settings {
                 cache_ttl: DEFAULT_CACHE_TTL,
                 inactive_ttl: Duration::from_secs(5),
@@ -214,6 +222,31 @@ impl IntrospectionBuilder {
         self
     }
 
+    /// Shares results with every instance using this Redis (feature `redis`): an instance
+    /// that has not seen a token asks Redis before the authorization server. Keys are the
+    /// SHA-256 of the token under [`redis_key_prefix`](Self::redis_key_prefix); values the
+    /// server's answers, checked again by each instance, expiring with their bound. While
+    /// Redis is unreachable, instances introspect on their own.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, client: redis::Client) -> Self {
+        let prefix = self.redis.take().map(|(_, prefix)| prefix);
+        let prefix = prefix.unwrap_or_else(|| "tower-jwt-auth:introspection".to_owned());
+        self.redis = Some((client, prefix));
+        self
+    }
+
+    /// The prefix of the shared results' keys (default `tower-jwt-auth:introspection`).
+    /// Without [`redis`](Self::redis), it does nothing.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        if let Some((_, p)) = &mut self.redis {
+            *p = prefix.into();
+        }
+        self
+    }
+
     /// The introspection client, or the first mistake.
     ///
     /// # Errors
@@ -271,6 +304,12 @@ impl IntrospectionBuilder {
         Ok(Introspection {
             remote: Arc::new(remote),
             settings: self.settings,
+            #[cfg(feature = "redis")]
+            shared: self
+                .redis
+                .map(|(client, prefix)| shared::SharedResults::new(client, prefix))
+                .transpose()?
+                .map(Arc::new),
         })
     }
 }
