@@ -93,6 +93,7 @@ mod crypto;
 #[cfg(feature = "jwks")]
 mod discover;
 mod error;
+mod forward;
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub mod introspect;
@@ -142,6 +143,7 @@ pub use authorize::{
 };
 pub use claims::{Audience, Claims, Scopes, StandardClaims};
 pub use error::{AuthError, ConfigError};
+pub use forward::{ForwardClaims, ForwardClaimsLayer, ForwardClaimsLayerBuilder};
 pub use issuer::{
     ACCESS_TOKEN_TYPE, IssueError, IssuedToken, MAX_TTL, TokenIssuer, TokenIssuerBuilder,
 };
