@@ -204,7 +204,10 @@ impl<C> ForwardClaimsLayer<C> {
             };
             // Visible ASCII, spaces and tabs only: other bytes are `obs-text`, which
             // upstreams read differently (RFC 9110 section 5.5).
-            if !text.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+            if !text
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+            {
                 return None;
             }
             out.push((rule.header.clone(), HeaderValue::try_from(text).ok()?));
