@@ -342,4 +342,13 @@ async fn the_discovered_issuers_own_settings_apply() {
             .build();
         assert!(built.is_err());
     }
+    // The layer's own keys with no issuer named would never be used.
+    let built = JwtAuthLayer::<StandardClaims>::builder()
+        .hs256(SECRET)
+        .discover_issuers(rule(&idp, &["acme"]))
+        .build();
+    assert!(matches!(
+        built,
+        Err(tower_jwt_auth::ConfigError::InvalidValue(_))
+    ));
 }

@@ -399,7 +399,8 @@ impl<C> JwtAuthLayerBuilder<C> {
     /// Also trusts the issuers `issuers` accepts, each discovered (OpenID Connect discovery
     /// and its JWKS) when a token first names it; see [`DiscoveredIssuers`](crate::DiscoveredIssuers).
     /// Beside [`trusting`](Self::trusting), or beside keys for the issuers named with
-    /// [`issuer`](Self::issuer), or alone (no keys needed). A token whose `iss` is neither
+    /// [`issuer`](Self::issuer) (keys without a named issuer would never be used:
+    /// [`ConfigError::InvalidValue`]), or alone (no keys needed). A token whose `iss` is neither
     /// fixed nor accepted by the rule is refused before any request is made.
     #[cfg(feature = "jwks")]
     #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
@@ -453,7 +454,7 @@ impl<C> JwtAuthLayerBuilder<C> {
         #[cfg(feature = "jwks")]
         if let Some(issuers) = self.discovered {
             issuers.check()?;
-            validator.set_discovered(issuers);
+            validator.set_discovered(issuers)?;
         }
         for audience in self.audiences {
             validator.add_audience(audience);

@@ -254,15 +254,26 @@ impl<C> Validator<C> {
 
     /// Trusts `issuers` besides any fixed ones, discovered on demand.
     #[cfg(feature = "jwks")]
-    pub(crate) fn set_discovered(&mut self, issuers: crate::discover::DiscoveredIssuers) {
-        let template = issuers.template_policy();
-        self.discovered = Some(crate::discover::Discovered::new(issuers, template));
+    pub(crate) fn set_discovered(
+        &mut self,
+        issuers: crate::discover::DiscoveredIssuers,
+    ) -> Result<(), ConfigError> {
         if self.by_issuer.is_none() {
             // One layer-wide policy becomes the policy of its issuers: the token's `iss`
-            // chooses between them and the discovered ones.
+            // chooses between them and the discovered ones. Keys without a named issuer
+            // would never be used.
             let issuers = self.policies[0].issuers.clone();
+            if issuers.is_empty() {
+                return Err(ConfigError::InvalidValue(
+                    "beside discover_issuers, name the issuer of the layer's own keys with \
+                     `issuer`, or use `trusting`",
+                ));
+            }
             self.by_issuer = Some(issuers.into_iter().map(|iss| (iss, 0)).collect());
         }
+        let template = issuers.template_policy();
+        self.discovered = Some(crate::discover::Discovered::new(issuers, template));
+        Ok(())
     }
 
     /// The policy of an issuer no fixed policy names: a discovered one, or `InvalidIssuer`.
