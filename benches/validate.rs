@@ -16,6 +16,9 @@
 //!   `validate/opaque/jwt_layer_cached`, an HS256 JWT in the token cache, in the same group:
 //!   what a cached introspected token costs against a cached JWT;
 //! - `validate/<alg>/reject_bad_signature`, `validate/<alg>/reject_missing`: the 401 paths;
+//! - `metrics/hs256/{layer,layer_recorded,layer_cached,layer_cached_recorded}/{1,2}`: the
+//!   layer without a metrics recorder and with a Prometheus one, in two interleaved rounds:
+//!   what recording costs (the feature is on in both: without a recorder it is the no-op);
 //! - `contention/hs256/{1,2}` and `contention/hs256_cached/{1,2}`: one layer shared by one
 //!   and two threads, in requests per second (two threads should reach about twice one);
 //!   `contention/jsonwebtoken/{1,2}`, the raw decode on as many threads, is the machine's
@@ -455,6 +458,43 @@ fn bench_opaque(c: &mut Criterion) {
     );
 }
 
+/// The cost of the `metrics` feature's recording: HS256 layers built without a recorder
+/// (the facade's no-op) and with a Prometheus recorder (`metrics-exporter-prometheus`,
+/// in effect while the layer is built: its handles record there), in two interleaved rounds.
+fn bench_metrics(c: &mut Criterion) {
+    let key = VerificationKey::hmac(Algorithm::HS256, SECRET).unwrap();
+    let good = token_for_bench();
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let ok = StatusCode::OK;
+    let mut group = c.benchmark_group("metrics/hs256");
+    let plain = layer(&key).build().unwrap();
+    let cached = layer(&key).cache(10_000).build().unwrap();
+    let (metered, metered_cached) = metrics::with_local_recorder(&recorder, || {
+        let metered = layer(&key).build().unwrap();
+        (metered, layer(&key).cache(10_000).build().unwrap())
+    });
+    for round in 1..=2 {
+        let svc = plain.layer(noop());
+        bench_requests(&mut group, &format!("layer/{round}"), svc, Some(&good), ok);
+        let svc = metered.layer(noop());
+        let name = format!("layer_recorded/{round}");
+        bench_requests(&mut group, &name, svc, Some(&good), ok);
+        let svc = cached.layer(noop());
+        let name = format!("layer_cached/{round}");
+        bench_requests(&mut group, &name, svc, Some(&good), ok);
+        let svc = metered_cached.layer(noop());
+        let name = format!("layer_cached_recorded/{round}");
+        bench_requests(&mut group, &name, svc, Some(&good), ok);
+    }
+    group.finish();
+    // What the recorder holds: the requests were counted there.
+    let scrape = recorder.handle().render();
+    assert!(
+        scrape.contains("tower_jwt_auth_requests_total{outcome=\"accepted\",reason=\"valid\"}"),
+        "{scrape}"
+    );
+}
+
 fn token_for_bench() -> String {
     token(Algorithm::HS256, &EncodingKey::from_secret(SECRET).unwrap())
 }
@@ -463,6 +503,7 @@ criterion::criterion_group!(
     benches,
     bench_validate,
     bench_opaque,
+    bench_metrics,
     bench_revocations,
     bench_contention
 );

@@ -129,6 +129,46 @@ impl AuthError {
         }
     }
 
+    /// Why, in one word of the closed set that metrics and logs use (the
+    /// [`metrics`](crate::metrics) module's table): `expired`, `bad_signature`,
+    /// `insufficient_scope`... Two variants share one reason when a client cannot tell
+    /// them apart (`InvalidAudience` and `UnexpectedAudience` are both `wrong_audience`).
+    pub fn reason(&self) -> &'static str {
+        crate::metrics::REASONS[self.reason_index()]
+    }
+
+    /// The position of [`reason`](Self::reason) in [`REASONS`](crate::metrics::REASONS).
+    pub(crate) fn reason_index(&self) -> usize {
+        match self {
+            Self::MissingToken => 0,
+            Self::InvalidRequest(_) => 1,
+            Self::TokenTooLarge => 2,
+            Self::MalformedToken => 3,
+            Self::UnsupportedAlgorithm => 4,
+            Self::UnknownKey => 5,
+            Self::InvalidSignature => 6,
+            Self::Expired => 7,
+            Self::NotYetValid => 8,
+            Self::InvalidIssuer => 9,
+            Self::InvalidAudience | Self::UnexpectedAudience => 10,
+            Self::TooOld => 11,
+            Self::InvalidType => 12,
+            Self::MissingClaim(_) => 13,
+            Self::InvalidClaims => 14,
+            Self::InsufficientScope { .. } => 15,
+            Self::Forbidden => 16,
+            Self::KeysUnavailable => 17,
+            Self::Revoked => 18,
+            Self::RevocationsUnavailable => 19,
+            Self::Binding(_) => 20,
+            Self::InvalidDpopProof(_) => 21,
+            Self::UseDpopNonce { .. } => 22,
+            Self::DpopUnavailable => 23,
+            Self::Inactive => 24,
+            Self::IntrospectionUnavailable => 25,
+        }
+    }
+
     /// A description that helps the client; it never contains the token.
     pub fn description(&self) -> Cow<'static, str> {
         Cow::Borrowed(match self {

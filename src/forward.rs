@@ -178,7 +178,13 @@ where
                     _ => Scheme::Bearer,
                 };
                 let error = AuthError::InvalidClaims;
-                let response = layer.rejecter.reject(&error, Some(scheme), req.headers());
+                let response = layer.rejecter.reject(
+                    &error,
+                    Some(scheme),
+                    req.headers(),
+                    crate::metrics::Started::none(),
+                    None,
+                );
                 return ResponseFuture::rejected(response);
             };
             for (header, value) in values {

@@ -103,9 +103,11 @@ mod issuer;
 pub mod jwks;
 mod keys;
 mod metadata;
+pub mod metrics;
 #[cfg(feature = "password")]
 #[cfg_attr(docsrs, doc(cfg(feature = "password")))]
 pub mod password;
+mod ready;
 #[cfg(feature = "redis")]
 mod redis_conn;
 mod rejection;
@@ -159,6 +161,7 @@ pub use keys::{KeySet, KeySource, MIN_RSA_BITS, VerificationKey};
 pub use metadata::{
     MetadataService, ProtectedResourceMetadata, ProtectedResourceMetadataBuilder, WELL_KNOWN,
 };
+pub use ready::{Check, Readiness};
 pub use rejection::{DEFAULT_REALM, OnRejection};
 pub use revoke::{OutOfSync, Revocations, RevocationsBuilder};
 #[cfg(feature = "redis")]

@@ -244,10 +244,13 @@ impl Passwords {
         let inner = &self.inner;
         // Count this call as waiting for as long as it has no permit (the guard also
         // covers a caller that gives up while it waits).
-        if inner.waiting.fetch_add(1, Ordering::AcqRel) >= inner.max_queue {
+        let ahead = inner.waiting.fetch_add(1, Ordering::AcqRel);
+        if ahead >= inner.max_queue {
             inner.waiting.fetch_sub(1, Ordering::AcqRel);
+            crate::metrics::password_busy();
             return Err(PasswordError::Busy);
         }
+        crate::metrics::password_queue(ahead + 1);
         let waiting = WaitingGuard(&inner.waiting);
         let permit = inner
             .permits
@@ -273,7 +276,8 @@ struct WaitingGuard<'a>(&'a AtomicUsize);
 
 impl Drop for WaitingGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let was = self.0.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::password_queue(was - 1);
     }
 }
 

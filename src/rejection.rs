@@ -7,7 +7,10 @@ use std::{fmt, sync::Arc};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-use crate::{AuthError, ConfigError, sender::DPOP_NONCE, token::Scheme};
+use crate::{
+    AuthError, ConfigError, metrics, sender::DPOP_NONCE, token::Scheme,
+    validate::jws::claimed_iss_kid,
+};
 
 /// The realm used in challenges unless another one is configured.
 pub const DEFAULT_REALM: &str = "api";
@@ -68,6 +71,9 @@ pub(crate) struct Rejecter {
     schemes: Schemes,
     /// RFC 9728 section 5.1: where the resource's metadata is, in every challenge.
     resource_metadata: Option<Arc<str>>,
+    /// Counts every decision of the layer: its rejections here, its acceptances through
+    /// [`meter`](Self::meter).
+    meter: metrics::Meter,
 }
 
 /// The schemes a layer's challenges offer (RFC 9110 section 11.6.1: one challenge each).
@@ -95,6 +101,7 @@ impl Default for Rejecter {
             handler: None,
             schemes: Schemes::default(),
             resource_metadata: None,
+            meter: metrics::Meter::default(),
         }
     }
 }
@@ -130,6 +137,11 @@ impl Rejecter {
         Ok(())
     }
 
+    /// The layer's decision counters, for the acceptances.
+    pub(crate) fn meter(&self) -> &metrics::Meter {
+        &self.meter
+    }
+
     pub(crate) fn set_handler(&mut self, handler: Arc<dyn OnRejection>) {
         self.handler = Some(handler);
     }
@@ -144,13 +156,29 @@ impl Rejecter {
     /// application/grpc*`, RFC 6750 otherwise), with the challenges of
     /// [`challenges`](Self::challenges) in place of the default one.
     /// A `use_dpop_nonce` answer carries the nonce in `DPoP-Nonce` whoever renders it.
+    ///
+    /// The rejection is counted ([`metrics`](crate::metrics), with the time since `started`)
+    /// and logged at `debug` with its reason and, from `token` when given, the `iss` and
+    /// `kid` it claims; the token is read for that only when the event is enabled.
     pub(crate) fn reject(
         &self,
         error: &AuthError,
         used: Option<Scheme>,
         headers: &HeaderMap,
+        started: metrics::Started,
+        token: Option<&str>,
     ) -> Response<Bytes> {
-        tracing::debug!(status = error.status().as_u16(), reason = %error, "request rejected");
+        self.meter.rejected(error, started);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let (iss, kid) = token.map(claimed_iss_kid).unwrap_or_default();
+            tracing::debug!(
+                reason = error.reason(),
+                status = error.status().as_u16(),
+                iss = iss.as_deref(),
+                kid = kid.as_deref(),
+                "request rejected"
+            );
+        }
         let mut response = match &self.handler {
             Some(handler) => handler.on_rejection(error, &self.realm),
             None if is_grpc(headers) => error.grpc_response(&self.realm),

@@ -420,10 +420,67 @@ async fn provider_down_at_start_then_up() {
     let res = send(&layer, &k1.token(ISSUER)).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.retry_after.clone(), Some("5".into()));
+    // A readiness probe says so, and why.
+    let readiness = layer.readiness();
+    assert!(!readiness.is_ready(), "{readiness}");
+    let body: Value = serde_json::from_str(&readiness.to_json()).unwrap();
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["checks"][0]["part"], "keys");
+    assert_eq!(body["checks"][0]["ready"], false);
+    assert!(body["checks"][0]["detail"].is_string(), "{body}");
     provider.with(|s| s.up = true);
     // The next request after the cooldown fetches and passes.
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(status(&layer, &k1.token(ISSUER)).await, StatusCode::OK);
+    let readiness = layer.readiness();
+    assert!(readiness.is_ready(), "{readiness}");
+    assert_eq!(
+        readiness.to_json(),
+        r#"{"ready":true,"checks":[{"part":"keys","ready":true}]}"#
+    );
+}
+
+#[tokio::test]
+async fn readiness_names_the_issuer_whose_keys_are_missing() {
+    let up = Provider::start().await;
+    let down = Provider::start().await;
+    let k1 = signer("ed25519.pem", "k1");
+    up.with(|s| s.keys = vec![k1.jwk.clone()]);
+    down.with(|s| s.up = false);
+    let layer = JwtAuthLayer::<StandardClaims>::builder()
+        .trusting([
+            TrustedIssuer::new(
+                "https://up.example",
+                source(&up.jwks_url()).build().unwrap(),
+            )
+            .any_audience(),
+            TrustedIssuer::new(
+                "https://down.example",
+                source(&down.jwks_url()).build().unwrap(),
+            )
+            .any_audience(),
+        ])
+        .build()
+        .unwrap();
+    // The background fetch of each source runs at start.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !layer.readiness().checks()[0].ready && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let readiness = layer.readiness();
+    let checks = readiness.checks();
+    assert_eq!(checks.len(), 2);
+    assert_eq!(checks[0].issuer.as_deref(), Some("https://up.example"));
+    assert!(checks[0].ready);
+    assert_eq!(checks[1].issuer.as_deref(), Some("https://down.example"));
+    assert!(!checks[1].ready);
+    assert!(!readiness.is_ready());
+    assert!(
+        readiness
+            .to_string()
+            .contains("keys of https://down.example"),
+        "{readiness}"
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use crate::{
     AuthError, Claims,
     body::ResponseBody,
     keys::RefreshWait,
+    metrics::Started,
     sender::DPOP_NONCE,
     token::{Credential, Scheme},
     validate::{Pending, Validated, Verdict},
@@ -54,6 +55,7 @@ struct Admitted<S, ReqBody, C> {
     inner: S,
     req: Request<ReqBody>,
     config: Arc<Config<C>>,
+    started: Started,
 }
 
 /// What a request waiting for keys needs afterwards: its token, the inner service that was
@@ -63,6 +65,7 @@ struct Parked<S, ReqBody, C> {
     inner: S,
     req: Request<ReqBody>,
     config: Arc<Config<C>>,
+    started: Started,
 }
 
 impl<F, S, ReqBody, C> ResponseFuture<F, S, ReqBody, C> {
@@ -86,12 +89,14 @@ impl<F, S, ReqBody, C> ResponseFuture<F, S, ReqBody, C> {
         inner: S,
         req: Request<ReqBody>,
         config: Arc<Config<C>>,
+        started: Started,
     ) -> Self {
         let parked = Parked {
             credential,
             inner,
             req,
             config,
+            started,
         };
         Self {
             kind: Kind::WaitingForRemote {
@@ -116,9 +121,11 @@ where
         inner: &mut S,
         mut req: Request<ReqBody>,
         config: &Arc<Config<C>>,
+        started: Started,
     ) -> Self {
         let error = match verdict {
             Verdict::Valid(validated) => {
+                config.rejecter.meter().accepted(started);
                 let extensions = req.extensions_mut();
                 extensions.insert(Claims(validated.claims));
                 extensions.insert(validated.scopes);
@@ -137,6 +144,7 @@ where
                     inner: std::mem::replace(inner, clone),
                     req,
                     config: config.clone(),
+                    started: started.waiting(),
                 };
                 return Self {
                     kind: Kind::WaitingForReplay {
@@ -148,17 +156,27 @@ where
             Verdict::Invalid(error) => error,
             Verdict::WaitForRemote(_, error) => error,
         };
-        Self::refused(error, Some(scheme), req, config)
+        Self::refused(error, Some(scheme), req, config, started)
     }
 
-    /// The rejection of a request that presented its token with `scheme` (if any).
+    /// The rejection of a request that presented its token with `scheme` (if any); the
+    /// token is read again only for the rejection's log line, when that is enabled.
     pub(crate) fn refused(
         error: AuthError,
         scheme: Option<Scheme>,
         req: Request<ReqBody>,
         config: &Config<C>,
+        started: Started,
     ) -> Self {
-        Self::rejected(config.rejecter.reject(&error, scheme, req.headers()))
+        let logged = tracing::enabled!(tracing::Level::DEBUG) && scheme.is_some();
+        let credential = logged
+            .then(|| config.source.extract(req.headers(), req.uri(), usize::MAX))
+            .and_then(|found| found.ok().flatten());
+        let token = credential.as_ref().map(|c| &*c.token);
+        let response = config
+            .rejecter
+            .reject(&error, scheme, req.headers(), started, token);
+        Self::rejected(response)
     }
 }
 
@@ -192,13 +210,21 @@ where
                         mut inner,
                         req,
                         config,
+                        started,
                     } = parked
                         .take()
                         .expect("ResponseFuture polled after completion");
                     // Checked again with whatever keys arrived, then as in `JwtAuth::call`.
                     let verdict = config.validator.check(&credential.token);
                     let verdict = config.senders.check(verdict, &credential, &req);
-                    Self::decided(verdict, credential.scheme, &mut inner, req, &config)
+                    Self::decided(
+                        verdict,
+                        credential.scheme,
+                        &mut inner,
+                        req,
+                        &config,
+                        started,
+                    )
                 }
                 KindProj::WaitingForReplay { wait, parked } => {
                     let claimed = ready!(wait.as_mut().poll(cx));
@@ -208,6 +234,7 @@ where
                         mut inner,
                         req,
                         config,
+                        started,
                     } = parked
                         .take()
                         .expect("ResponseFuture polled after completion");
@@ -215,7 +242,7 @@ where
                         Ok(()) => Verdict::Valid(validated),
                         Err(error) => Verdict::Invalid(error),
                     };
-                    Self::decided(verdict, scheme, &mut inner, req, &config)
+                    Self::decided(verdict, scheme, &mut inner, req, &config, started)
                 }
             };
             self.set(next);

@@ -5,7 +5,7 @@ use tower_layer::Layer;
 
 use super::{builder::JwtAuthLayerBuilder, config::Config, service::JwtAuth};
 use crate::{
-    KeySource, StandardClaims, VerificationKey, rejection::Rejecter, token::TokenSource,
+    KeySource, Readiness, StandardClaims, VerificationKey, rejection::Rejecter, token::TokenSource,
     validate::Validator,
 };
 
@@ -42,6 +42,14 @@ impl<C> JwtAuthLayer<C> {
         Self {
             config: Arc::new(config),
         }
+    }
+
+    /// Whether the layer can serve now: the keys of every fixed issuer loaded (and not
+    /// stale beyond their allowance), the revocation replica in sync with its shared
+    /// backend, the introspection endpoint answering. A readiness probe answers `200` or
+    /// `503` with [`Readiness::to_json`] as its body.
+    pub fn readiness(&self) -> Readiness {
+        self.config.validator.readiness()
     }
 
     /// The algorithms this layer accepts (a token must also name a key bound to its `alg`).

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use tower_service::Service;
 
 use super::{config::Config, future::ResponseFuture};
-use crate::{AuthError, body::ResponseBody, validate::Verdict};
+use crate::{AuthError, body::ResponseBody, metrics, validate::Verdict};
 
 /// Middleware that authenticates requests with bearer JWTs; built by
 /// [`JwtAuthLayer`](crate::JwtAuthLayer).
@@ -45,14 +45,21 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
+        let started = metrics::Started::now();
         // 1. The token: none (pass through if optional), malformed, or one to check. A
         //    scheme the layer does not accept counts as none.
         let max_len = config.validator.max_token_len;
         let credential = match config.source.extract(req.headers(), req.uri(), max_len) {
             Ok(Some(credential)) if config.senders.accepts(credential.scheme) => credential,
-            Ok(_) if config.optional => return ResponseFuture::inner(self.inner.call(req), None),
-            Ok(_) => return ResponseFuture::refused(AuthError::MissingToken, None, req, config),
-            Err(error) => return ResponseFuture::refused(error, None, req, config),
+            Ok(_) if config.optional => {
+                config.rejecter.meter().anonymous(started);
+                return ResponseFuture::inner(self.inner.call(req), None);
+            }
+            Ok(_) => {
+                let error = AuthError::MissingToken;
+                return ResponseFuture::refused(error, None, req, config, started);
+            }
+            Err(error) => return ResponseFuture::refused(error, None, req, config, started),
         };
         // 2. The token itself.
         let verdict = config.validator.check(&credential.token);
@@ -63,13 +70,15 @@ where
             let credential = credential.into_owned();
             let clone = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, clone);
-            return ResponseFuture::wait_for_keys(wait, credential, inner, req, config.clone());
+            let started = started.waiting();
+            let config = config.clone();
+            return ResponseFuture::wait_for_keys(wait, credential, inner, req, config, started);
         }
         // 3. Whether this request may use it: its scheme, its DPoP proof or certificate.
         let scheme = credential.scheme;
         let verdict = config.senders.check(verdict, &credential, &req);
         // 4. Claims into the extensions and on to the inner service, or the rejection.
-        ResponseFuture::decided(verdict, scheme, &mut self.inner, req, config)
+        ResponseFuture::decided(verdict, scheme, &mut self.inner, req, config, started)
     }
 }
 

@@ -45,7 +45,13 @@ where
                     Some(SenderConstraint::Dpop { .. }) => Scheme::Dpop,
                     _ => Scheme::Bearer,
                 };
-                let response = self.rejecter.reject(&error, Some(scheme), req.headers());
+                let response = self.rejecter.reject(
+                    &error,
+                    Some(scheme),
+                    req.headers(),
+                    crate::metrics::Started::none(),
+                    None,
+                );
                 ResponseFuture::rejected(response)
             }
         }

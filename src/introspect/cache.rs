@@ -19,6 +19,7 @@ use crate::{
     AuthError, Revocations,
     claims::Confirmation,
     keys::RefreshWait,
+    metrics,
     revoke::TokenId,
     validate::{Policy, Registered, Validated, Verdict},
 };
@@ -79,6 +80,17 @@ impl<C> Clone for Outcome<C> {
 }
 
 impl<C> Introspector<C> {
+    /// Whether the endpoint answers: its breaker is not holding calls back after failures.
+    pub(crate) fn readiness(&self) -> crate::ready::Check {
+        let check = crate::ready::Check::new("introspection", Some(&self.remote.issuer));
+        match self.remote.may_call() {
+            true => check,
+            false => check.failing(
+                "the introspection endpoint failed repeatedly; calls resume after a pause",
+            ),
+        }
+    }
+
     /// `policy` is the layer's policy for the introspected issuer (or its only one).
     pub(crate) fn new(
         introspection: Introspection,
@@ -124,6 +136,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
                     revocable,
                     until,
                 } if until >= now => {
+                    metrics::introspection_cache(true);
                     if let (Some(revocations), Some(id)) = (revocations, &revocable)
                         && let Err(error) = revocations.check(id.token_ref(), now)
                     {
@@ -132,6 +145,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
                     return Verdict::Valid(validated);
                 }
                 Outcome::Refused { error, until } if until >= now => {
+                    metrics::introspection_cache(true);
                     return Verdict::Invalid(error);
                 }
                 _ => {
@@ -139,6 +153,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
                 }
             }
         }
+        metrics::introspection_cache(false);
         match self.join_or_start(hash, token, revocations.is_some()) {
             Some(wait) => Verdict::WaitForRemote(wait, AuthError::IntrospectionUnavailable),
             None => Verdict::Invalid(AuthError::IntrospectionUnavailable),

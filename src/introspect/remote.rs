@@ -15,8 +15,12 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
-use crate::jwks::{Connector, check_transport, hyper_client};
+use crate::{
+    jwks::{Connector, check_transport, hyper_client},
+    metrics,
+};
 
 /// Larger answers are refused: an introspection response is a few hundred bytes.
 const MAX_BODY: usize = 64 * 1024;
@@ -115,9 +119,18 @@ impl Remote {
     /// The answer to "is `token` active?", a JSON object, or why there is none. Counts
     /// towards the breaker either way.
     pub(crate) async fn introspect(&self, token: &str) -> Result<Map<String, Value>, ()> {
+        let span = tracing::debug_span!("introspection", issuer = %self.issuer);
+        let started = Instant::now();
         let outcome = tokio::time::timeout(self.timeout, self.ask(token))
+            .instrument(span)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
+        let result = match &outcome {
+            Ok(answer) if answer.get("active") == Some(&Value::Bool(true)) => "active",
+            Ok(_) => "inactive",
+            Err(_) => "failure",
+        };
+        metrics::introspection(result, started.elapsed());
         let mut breaker = self.breaker.lock().unwrap();
         match outcome {
             Ok(answer) => {

@@ -10,6 +10,7 @@ use std::{
 use arc_swap::{ArcSwap, Guard};
 use http::Uri;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::{
     HttpClient,
@@ -19,6 +20,7 @@ use super::{
 use crate::{
     AuthError, ConfigError, KeySource, VerificationKey,
     keys::{KeyProvider, KeySnapshot, Keys, RefreshWait},
+    metrics,
 };
 
 /// A cached, self-refreshing JWKS; see the [module docs](super). Cheap to clone: clones share
@@ -52,6 +54,17 @@ struct Settings {
 enum Location {
     Jwks(Uri),
     Discovery { issuer: String, config: Uri },
+}
+
+impl Location {
+    /// Whose keys these are, for metrics and logs: the issuer, or the JWKS URL when a bare
+    /// JWKS does not say.
+    fn issuer(&self) -> String {
+        match self {
+            Self::Jwks(uri) => uri.to_string(),
+            Self::Discovery { issuer, .. } => issuer.clone(),
+        }
+    }
 }
 
 struct Inner {
@@ -184,16 +197,25 @@ impl JwksSource {
 impl Inner {
     async fn fetch_and_store(self: Arc<Self>) {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let outcome = match tokio::time::timeout(self.settings.timeout, self.fetch_once()).await {
+        let issuer = self.location.issuer();
+        let span = tracing::debug_span!("key_fetch", %issuer);
+        let started = Instant::now();
+        let fetched = tokio::time::timeout(self.settings.timeout, self.fetch_once());
+        let outcome = match fetched.instrument(span).await {
             Ok(outcome) => outcome,
             Err(_) => Err(format!("no answer within {:?}", self.settings.timeout)),
         };
+        let mut result = "failure";
         let ok = match outcome {
             Ok((keys, ttl)) => {
                 let count = keys.len();
                 // Unchanged keys stay the same keys: tokens cached as verified by them
                 // remain cached across a routine refresh.
                 let current = self.keys.load();
+                let unchanged = keys.len() == current.len()
+                    && keys
+                        .iter()
+                        .all(|key| current.keys().iter().any(|old| old.same_as(key)));
                 let keys = keys
                     .into_iter()
                     .map(
@@ -209,6 +231,7 @@ impl Inner {
                         let now = Instant::now();
                         snapshot.fetched = Some((now, now + ttl));
                         self.keys.store(Arc::new(snapshot));
+                        result = if unchanged { "not_modified" } else { "success" };
                         tracing::info!(location = ?self.location, keys = count, ttl_secs = ttl.as_secs(), "JWKS refreshed");
                         true
                     }
@@ -224,6 +247,7 @@ impl Inner {
                 false
             }
         };
+        metrics::key_fetch(&issuer, result, started.elapsed());
         {
             let mut state = self.state.lock().unwrap();
             state.in_flight = false;

@@ -90,6 +90,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The replica is complete as of now (a load, or a read of the log).
+    #[cfg(feature = "redis")]
+    fn confirm_sync(&self) {
+        self.sync.confirm();
+        crate::metrics::revocations_sync(true, Duration::ZERO);
+        crate::metrics::revocations_held(self.replica.len());
+    }
+
     /// How long this set may have been missing revocations, or keeping its own from the
     /// other instances: since the replica last confirmed it was complete, or since the oldest
     /// revocation made here that has not reached Redis, whichever is longer.
@@ -307,6 +315,7 @@ impl Revocations {
             return;
         }
         tracing::debug!(kind = revocation.kind(), "token revocation added");
+        crate::metrics::revocations_held(self.shared.replica.len());
         #[cfg(feature = "redis")]
         if let Some(outbox) = &self.shared.outbox {
             // The writer keeps it until Redis has it, through outages.

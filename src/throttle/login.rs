@@ -246,7 +246,10 @@ impl LoginThrottle {
         client: impl Into<Client>,
     ) -> Result<Attempt<'_>, Throttled> {
         let key = (user.to_owned(), client.into());
-        let locked = |retry_after| Throttled { retry_after };
+        let locked = |retry_after| {
+            crate::metrics::login_lockout();
+            Throttled { retry_after }
+        };
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared {
             match shared.begin(&key).await {

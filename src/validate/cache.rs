@@ -17,11 +17,12 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 
 use super::Validated;
-use crate::{keys::Keys, revoke::TokenId};
+use crate::{keys::Keys, metrics, revoke::TokenId};
 
 pub(crate) struct TokenCache<C> {
     entries: Arc<Cache<Box<str>, Entry<C>>>,
     capacity: usize,
+    meter: metrics::CacheMeter,
 }
 
 /// What a cached token is valid for, besides its claims.
@@ -42,12 +43,19 @@ impl<C> TokenCache<C> {
         Self {
             entries: Arc::new(Cache::new(capacity.max(1))),
             capacity,
+            meter: metrics::CacheMeter::new(),
         }
     }
 
     /// The cached result for `token`, if it is still valid at `now` and the key that
     /// verified it is still in its issuer's set.
     pub(crate) fn get(&self, token: &str, now: u64) -> Option<Entry<C>> {
+        let found = self.lookup(token, now);
+        self.meter.lookup(found.is_some());
+        found
+    }
+
+    fn lookup(&self, token: &str, now: u64) -> Option<Entry<C>> {
         let entry = self.entries.get(token)?;
         if entry.valid_until >= now && entry.keys.contains(entry.key_serial) {
             Some(entry)
@@ -72,6 +80,7 @@ impl<C> Clone for TokenCache<C> {
         Self {
             entries: self.entries.clone(),
             capacity: self.capacity,
+            meter: self.meter.clone(),
         }
     }
 }

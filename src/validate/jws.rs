@@ -119,6 +119,30 @@ impl<'t> Jws<'t> {
     }
 }
 
+/// The `iss` and `kid` a token claims, for a log line about its rejection: unverified, and
+/// cut to 128 characters so that an attacker's value cannot fill the log (subscribers escape
+/// string fields). Nothing else of the token is read.
+pub(crate) fn claimed_iss_kid(token: &str) -> (Option<String>, Option<String>) {
+    fn shown(value: &str) -> String {
+        value.chars().take(128).collect()
+    }
+    #[derive(Deserialize)]
+    struct Iss<'a> {
+        #[serde(borrow)]
+        iss: Option<Cow<'a, str>>,
+    }
+    let Ok(jws) = Jws::split(token) else {
+        return (None, None);
+    };
+    let kid = jws.header().ok().and_then(|h| h.kid.as_deref().map(shown));
+    let payload = jws.payload().ok();
+    let iss = payload
+        .as_deref()
+        .and_then(|p| serde_json::from_slice::<Iss<'_>>(p).ok())
+        .and_then(|p| p.iss.as_deref().map(shown));
+    (iss, kid)
+}
+
 /// A `T` read only from a JSON object: serde's derive also reads a struct from an array
 /// (`["HS256"]`), which no JOSE implementation accepts as a header.
 pub(crate) struct Object<T>(pub(crate) T);

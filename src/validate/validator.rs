@@ -13,6 +13,7 @@ use crate::{
     AuthError, ConfigError, DpopMode, Revocations, Scopes, TrustedIssuer,
     claims::Confirmation,
     keys::{Keys, RefreshWait},
+    ready::{Check, IN_SYNC_WITHIN, Readiness},
     revoke::TokenId,
     sender::Admission,
     token::DEFAULT_MAX_TOKEN_LEN,
@@ -314,6 +315,37 @@ impl<C> Validator<C> {
         self.policies
             .iter()
             .any(|p| p.dpop == Some(DpopMode::Required))
+    }
+
+    /// Whether every part this validator depends on can serve: the keys of each fixed
+    /// issuer (discovered ones are fetched on demand), the revocation replica, the
+    /// introspection endpoint.
+    pub(crate) fn readiness(&self) -> Readiness {
+        let mut checks = Vec::new();
+        for policy in &self.policies {
+            let check = Check::new("keys", policy.issuers.first().map(String::as_str));
+            checks.push(match policy.keys.load() {
+                Ok(keys) if keys.len() > 0 => check,
+                Ok(_) => check.failing("no keys loaded yet"),
+                Err(error) => check.failing(error.description()),
+            });
+        }
+        if let Some(revocations) = &self.revocations {
+            let check = Check::new("revocations", None);
+            checks.push(match revocations.out_of_sync_for() {
+                Duration::MAX => check.failing("not loaded from the shared backend yet"),
+                lag if lag > IN_SYNC_WITHIN => check.failing(format!(
+                    "out of sync with the shared backend for {} s",
+                    lag.as_secs()
+                )),
+                _ => check,
+            });
+        }
+        #[cfg(feature = "jwks")]
+        if let Some(introspector) = &self.introspector {
+            checks.push(introspector.readiness());
+        }
+        Readiness::new(checks)
     }
 
     /// The algorithms accepted, over every policy (for introspection).

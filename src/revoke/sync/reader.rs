@@ -49,6 +49,7 @@ pub(super) async fn read(
         .await;
         let Some(shared) = set.upgrade() else { return };
         let Err(error) = result else { return };
+        crate::metrics::revocations_sync(false, shared.out_of_sync_for());
         if warnings.due() {
             tracing::warn!(
                 %error,
@@ -111,7 +112,7 @@ pub(super) async fn follow(
         for revocation in &missing {
             outbox.send(revocation.clone());
         }
-        shared.sync.confirm();
+        shared.confirm_sync();
         tracing::info!(
             loaded = snapshot.len(),
             republished = missing.len(),
@@ -151,7 +152,7 @@ pub(super) async fn follow(
             )));
         }
         shared.replica.sweep_if_due(now);
-        shared.sync.confirm();
+        shared.confirm_sync();
     }
 }
 
