@@ -101,7 +101,7 @@ impl Default for Rejecter {
             handler: None,
             schemes: Schemes::default(),
             resource_metadata: None,
-            meter: metrics::Meter::default(),
+            meter: metrics::Meter::new(),
         }
     }
 }
