@@ -319,6 +319,7 @@ mod record {
     }
 
     /// One JWKS fetch of `issuer` (`success`, `failure` or `not_modified`).
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn key_fetch(issuer: &str, result: &'static str, took: Duration) {
         let issuer = issuer.to_owned();
         counter!(KEY_FETCHES_TOTAL, "issuer" => issuer.clone(), "result" => result).increment(1);
