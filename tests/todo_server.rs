@@ -2100,3 +2100,181 @@ async fn behind_a_trusted_proxy_the_client_cert_header_names_the_certificate() {
         NOT_PRESENTED
     );
 }
+
+// ---- Operations: readiness and metrics ----
+
+/// `GET /ready` is `503` while a trusted provider's keys are missing, naming it, and `200`
+/// once they are loaded; `GET /health` answers `200` throughout.
+#[tokio::test]
+async fn ready_names_the_part_that_cannot_serve_and_health_stays_live() {
+    let server = start(config(Duration::from_secs(60))).await;
+    let res = server.get("/ready", None).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    assert_eq!(res.json()["ready"], true);
+    let res = server.send(Method::PUT, "/ready", &[], Bytes::new()).await;
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers[header::ALLOW], "GET, HEAD");
+
+    // A provider whose JWKS nobody answers: a free port, closed again.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let jwks_url = format!("http://{closed}/.well-known/jwks.json");
+    let relying = start(config_with(&[
+        ("JWT_SECRET", SECRET),
+        ("JWKS_URL", jwks_url.as_str()),
+        ("JWKS_ISSUER", "auth-a"),
+    ]))
+    .await;
+    let res = relying.get("/ready", None).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = res.json();
+    assert_eq!(body["ready"], false);
+    let failing: Vec<&Value> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ready"] == false)
+        .collect();
+    assert_eq!(failing.len(), 1, "{body}");
+    assert_eq!(
+        (&failing[0]["part"], &failing[0]["issuer"]),
+        (&json!("keys"), &json!("auth-a"))
+    );
+    assert!(failing[0]["detail"].is_string(), "{body}");
+    let res = relying.get("/health", None).await;
+    assert_eq!(res.status, StatusCode::OK);
+
+    // With the provider up, the relying server becomes ready by itself.
+    let (_, relying) = provider_and_relying_server().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let res = relying.get("/ready", None).await;
+        if res.status == StatusCode::OK {
+            assert_eq!(res.json()["ready"], true);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {:?}",
+            res.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of the sample of `name` whose labels include all of `labels`.
+fn sample(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let rest = series.strip_prefix(name)?;
+        let labelled = rest.is_empty() || rest.starts_with('{');
+        let all = labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        (labelled && all).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// `METRICS_ADDR` serves a Prometheus scrape on its own port: after a mixed run it counts
+/// each decision by outcome and reason and the token cache, and holds nothing secret.
+#[tokio::test]
+async fn metrics_addr_serves_a_scrape_of_decisions_by_reason() {
+    let mut vars = config(Duration::from_secs(60));
+    vars.push(("METRICS_ADDR".into(), "127.0.0.1:0".into()));
+    let server = start(vars).await;
+    let log = server.process.output();
+    let metrics = log
+        .split("metrics at http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|addr| addr.parse::<SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
+    // The API's port does not publish them.
+    assert_eq!(
+        server.get("/metrics", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let alice = server.token("alice", "wonderland").await;
+    let bob = server.token("bob", "builder").await;
+    for _ in 0..3 {
+        assert_eq!(
+            server.get("/secure-todos", Some(&alice)).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        server.get("/secure-todos", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let garbage = server.get("/secure-todos", Some("not-a-jwt")).await;
+    assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
+    let expired = forge(
+        json!({"iss": "todo-server", "aud": "todo-api", "sub": "alice",
+               "iat": get_current_timestamp() - 1200, "exp": get_current_timestamp() - 600}),
+        SECRET.as_bytes(),
+    );
+    assert_eq!(
+        server.get("/me", Some(&expired)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.create(&bob, "mine").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        server.login("alice", "wrong").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let uri = format!("http://{metrics}/metrics");
+    let res = client.get(uri.parse().unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let scrape = res.into_body().collect().await.unwrap().to_bytes();
+    let scrape = String::from_utf8(scrape.to_vec()).unwrap();
+    eprintln!("{scrape}");
+
+    let requests = "tower_jwt_auth_requests_total";
+    let count = |labels: &[(&str, &str)]| sample(&scrape, requests, labels);
+    // Three reads and bob's write passed authentication; RequireScope refused the write.
+    assert_eq!(
+        count(&[("outcome", "accepted"), ("reason", "valid")]),
+        Some(4.0)
+    );
+    for reason in [
+        "missing_token",
+        "malformed",
+        "expired",
+        "insufficient_scope",
+    ] {
+        assert_eq!(
+            count(&[("outcome", "rejected"), ("reason", reason)]),
+            Some(1.0),
+            "{reason}"
+        );
+    }
+    let cache = "tower_jwt_auth_token_cache_total";
+    assert_eq!(sample(&scrape, cache, &[("result", "hit")]), Some(2.0));
+    assert!(
+        scrape.contains("# HELP tower_jwt_auth_requests_total"),
+        "described"
+    );
+    for secret in [alice.as_str(), bob.as_str(), "wonderland", "alice", SECRET] {
+        assert!(!scrape.contains(secret), "the scrape shows {secret}");
+    }
+    let res = client
+        .get(format!("http://{metrics}/other").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}

@@ -152,6 +152,9 @@ struct Settings {
     /// TLS-terminating proxies whose Client-Cert header (RFC 9440) names the client's certificate.
     #[arg(long, env = "CLIENT_CERT_PROXIES", value_delimiter = ',')]
     client_cert_proxies: Vec<IpAddr>,
+    /// Serve Prometheus metrics at http://METRICS_ADDR/metrics [default: off].
+    #[arg(long, env = "METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -170,6 +173,8 @@ const MAX_TODOS_PER_USER: usize = 1000;
 /// Everything the handlers share.
 struct App {
     issuer: TokenIssuer,
+    /// The validating side, asked by `GET /ready` whether it can serve.
+    auth: JwtAuthLayer,
     passwords: Passwords,
     throttle: LoginThrottle,
     proxies: TrustedProxies,
@@ -204,6 +209,10 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(filter.unwrap_or_else(|_| "info".into()))
         .init();
+    // Before any layer exists: each registers its metrics when it is built.
+    if let Some(addr) = s.metrics_addr {
+        serve_metrics(addr).await?;
+    }
 
     // Bound first: with port 0 the address, which DPoP proofs name, is known only now.
     let listener = TcpListener::bind(s.addr).await?;
@@ -358,6 +367,7 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     passwords.verify("warm-up", None).await?;
     let app = Arc::new(App {
         issuer,
+        auth: auth.clone(),
         passwords,
         throttle: throttle.build()?,
         proxies: TrustedProxies::new(s.trusted_proxies.clone()),
@@ -414,6 +424,52 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     if !revocations.flush(Duration::from_secs(5)).await {
         tracing::warn!("some logouts never reached Redis; other instances do not know them");
     }
+    Ok(())
+}
+
+/// Prometheus' text format at `GET /metrics`, on a listener of its own so that the API's
+/// port does not publish it.
+async fn serve_metrics(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    // From 10 us (a cached token) to 5 s (a slow identity provider).
+    let buckets = [
+        1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+    ];
+    let prometheus = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)?
+        .install_recorder()?;
+    tower_jwt_auth::metrics::describe();
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!("metrics at http://{}/metrics", listener.local_addr()?);
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let scrape = service_fn(move |req: Request<Incoming>| {
+        let res = match req.uri().path() {
+            "/metrics" => Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                .body(Full::from(prometheus.render()).boxed()),
+            _ => Ok(error(StatusCode::NOT_FOUND, "not found")),
+        };
+        std::future::ready(Ok::<_, Infallible>(res.expect("a valid response")))
+    });
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (io, scrape) = (
+                TokioIo::new(stream),
+                TowerToHyperService::new(scrape.clone()),
+            );
+            let builder = auto::Builder::new(TokioExecutor::new());
+            tokio::spawn(async move { builder.serve_connection(io, scrape).await });
+        }
+    });
     Ok(())
 }
 
@@ -588,6 +644,7 @@ enum Access {
 enum Route {
     Login,
     Health,
+    Ready,
     PublicTodos,
     Jwks,
     Metadata,
@@ -615,6 +672,7 @@ fn route(method: &Method, path: &str, metadata: Option<&str>) -> (Access, Route)
         _ if Some(path) == metadata => (Public, Metadata),
         "/login" if post => (Public, Login),
         "/health" if get => (Public, Health),
+        "/ready" if get => (Public, Ready),
         "/todos" if get => (Public, PublicTodos),
         "/.well-known/jwks.json" if get => (Public, Jwks),
         "/me" if get => (Authenticated, Me),
@@ -624,7 +682,9 @@ fn route(method: &Method, path: &str, metadata: Option<&str>) -> (Access, Route)
         "/secure-todos" if post => (Writer, CreateTodo),
         _ if todo && method == Method::DELETE => (Writer, DeleteTodo),
         "/login" => (Public, MethodNotAllowed("POST")),
-        "/health" | "/todos" | "/.well-known/jwks.json" => (Public, MethodNotAllowed("GET, HEAD")),
+        "/health" | "/ready" | "/todos" | "/.well-known/jwks.json" => {
+            (Public, MethodNotAllowed("GET, HEAD"))
+        }
         "/me" => (Authenticated, MethodNotAllowed("GET, HEAD")),
         "/secure-todos" => (Authenticated, MethodNotAllowed("GET, HEAD, POST")),
         "/logout" | "/logout/all" => (Authenticated, MethodNotAllowed("POST")),
@@ -648,7 +708,18 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         .unwrap_or_default();
     let answer = match route {
         Route::Login => login(&app, req).await,
+        // Liveness: the process answers.
         Route::Health => Ok(json(StatusCode::OK, &json!({"status": "ok"}))),
+        // Readiness: keys loaded for every issuer, logouts in sync, introspection answering;
+        // the body names the part that is not.
+        Route::Ready => {
+            let readiness = app.auth.readiness();
+            let status = match readiness.is_ready() {
+                true => StatusCode::OK,
+                false => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            Ok(json(status, &readiness))
+        }
         Route::PublicTodos => Ok(json(
             StatusCode::OK,
             &json!([

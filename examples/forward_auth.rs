@@ -1,0 +1,308 @@
+//! A forward-auth server: nginx (`auth_request`), Traefik (`ForwardAuth`) and Caddy
+//! (`forward_auth`) ask it about every request, so services in any language sit behind
+//! `JwtAuthLayer` without linking it.
+//!
+//! ```sh
+//! JWT_SECRET=... RULES=examples/forward_auth/rules.txt cargo run --example forward_auth
+//! ```
+//!
+//! It answers `200` with `X-Auth-Subject`, `X-Auth-Issuer` and `X-Auth-Scopes` for a valid
+//! token (the proxy copies them to the upstream), or the layer's `401`/`403` with its
+//! challenge. The request it judges is the proxy's original one, from `X-Original-Method` and
+//! `X-Original-URI` (nginx) or `X-Forwarded-Method`, `-Host` and `-Uri` (Traefik, Caddy),
+//! believed only from `TRUSTED_PROXIES`. `examples/forward_auth/` has the proxies' configuration.
+
+use std::{
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use tokio::net::TcpListener;
+use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
+use tower_jwt_auth::{
+    AuthorizeLayer, Dpop, ForwardClaimsLayer, JwtAuthLayer, RequireScope, Scopes, StandardClaims,
+    TrustedIssuer, VerificationKey, jsonwebtoken::Algorithm, jwks::JwksSource,
+};
+
+/// The forward-auth server's settings: `--help` lists each with its environment variable.
+#[derive(Parser)]
+#[command(about = "Answers nginx, Traefik and Caddy: may this request pass?")]
+struct Settings {
+    #[arg(long, env = "AUTH_ADDR", default_value = "127.0.0.1:3100")]
+    addr: SocketAddr,
+    /// The todo server's HS256 secret: its tokens (`typ` at+jwt) are trusted.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    #[arg(long, env = "JWT_ISSUER", default_value = "todo-server")]
+    issuer: String,
+    /// The audience every trusted token must name.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "todo-api")]
+    audience: String,
+    /// An OpenID Connect provider whose access tokens are trusted too.
+    #[arg(long, env = "OIDC_ISSUER_URL")]
+    oidc_issuer_url: Option<String>,
+    /// Method, path prefix and requirement per line [default: a valid token for everything].
+    #[arg(long, env = "RULES")]
+    rules: Option<PathBuf>,
+    /// Who may name the original request in headers (comma-separated).
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
+    trusted_proxies: Vec<IpAddr>,
+    /// The origin clients reach the proxy at: with it, DPoP-bound tokens work too.
+    #[arg(long, env = "PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+type Judge = BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
+
+/// One line of the rules file: `METHOD|* /prefix public|token|scope...`; the first match wins.
+struct Rule {
+    method: Option<Method>,
+    prefix: String,
+    judge: Judge,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // A configuration mistake stops the server before it listens, with the setting named.
+    match run(Settings::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("forward_auth: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    // The same trust as the todo server: its secret, and an identity provider.
+    let mut trusted = Vec::new();
+    if let Some(secret) = &s.secret {
+        let key = VerificationKey::hmac(Algorithm::HS256, secret.as_bytes())?;
+        trusted.push(TrustedIssuer::new(&s.issuer, key).typ("at+jwt"));
+    }
+    if let Some(url) = &s.oidc_issuer_url {
+        trusted.push(TrustedIssuer::new(url, JwksSource::discover(url).build()?));
+    }
+    if trusted.is_empty() {
+        return Err("set JWT_SECRET or OIDC_ISSUER_URL: no token could be valid".into());
+    }
+    let trusted = trusted.into_iter().map(|t| t.audience(&s.audience));
+    let auth = JwtAuthLayer::builder()
+        .trusting(trusted)
+        .require_claim("sub")
+        .cache(10_000);
+    let auth: JwtAuthLayer = match &s.public_url {
+        Some(url) => auth.dpop(Dpop::new(url)),
+        None => auth,
+    }
+    .build()?;
+    // The subject and issuer are copied as the layer checked them; a value that cannot be a
+    // header value is refused rather than mangled.
+    let forward = ForwardClaimsLayer::<StandardClaims>::builder()
+        .claim("sub", "x-auth-subject")
+        .claim("iss", "x-auth-issuer")
+        .build()?;
+    let token = |scopes: Option<AuthorizeLayer<RequireScope>>| -> Judge {
+        let allow = ServiceBuilder::new()
+            .map_response(boxed)
+            .layer(forward.clone())
+            .service(service_fn(allow));
+        let auth = ServiceBuilder::new()
+            .map_response(boxed)
+            .layer(auth.clone());
+        match scopes {
+            None => BoxCloneSyncService::new(auth.service(allow)),
+            Some(scopes) => {
+                let allow = ServiceBuilder::new()
+                    .map_response(boxed)
+                    .layer(scopes)
+                    .service(allow);
+                BoxCloneSyncService::new(auth.service(allow))
+            }
+        }
+    };
+
+    let text = match &s.rules {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("RULES {}: {e}", path.display()))?
+        }
+        None => String::new(),
+    };
+    let mut rules = Vec::new();
+    for (n, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |e: &dyn std::fmt::Display| format!("RULES line {n}: {e}");
+        let mut words = line.split_ascii_whitespace();
+        let (Some(method), Some(prefix), need) =
+            (words.next(), words.next(), words.collect::<Vec<_>>())
+        else {
+            return Err(at(&"expected `METHOD /prefix public|token|scope...`").into());
+        };
+        let method = (method != "*")
+            .then(|| method.parse::<Method>())
+            .transpose()
+            .map_err(|e| at(&e))?;
+        if !prefix.starts_with('/') {
+            return Err(at(&"a path prefix starts with `/`").into());
+        }
+        let judge = match need[..] {
+            ["public"] => BoxCloneSyncService::new(service_fn(|_| async {
+                Ok(Response::new(Full::default().boxed()))
+            })),
+            [] | ["token"] => token(None),
+            _ => token(Some(RequireScope::try_all(need).map_err(|e| at(&e))?)),
+        };
+        rules.push(Rule {
+            method,
+            prefix: prefix.to_owned(),
+            judge,
+        });
+    }
+    // A request no rule names needs a valid token.
+    rules.push(Rule {
+        method: None,
+        prefix: "/".into(),
+        judge: token(None),
+    });
+    let (rules, proxies): (Arc<[Rule]>, Arc<[IpAddr]>) = (rules.into(), s.trusted_proxies.into());
+
+    let listener = TcpListener::bind(s.addr).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let (rules, trusted) = (rules.clone(), proxies.contains(&peer.ip()));
+        let service = service_fn(move |req| judge(rules.clone(), trusted, req));
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .await;
+        });
+    }
+}
+
+/// Puts the proxy's original request in place of its own, then asks the first rule that
+/// names it. A trusted proxy that names no original has its own request judged.
+async fn judge(
+    rules: Arc<[Rule]>,
+    trusted: bool,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if trusted {
+        if let Some(method) = original(req.headers(), ["x-original-method", "x-forwarded-method"]) {
+            let Ok(method) = method.parse() else {
+                return Ok(refuse("the original method is malformed"));
+            };
+            *req.method_mut() = method;
+        }
+        if let Some(uri) = original(req.headers(), ["x-original-uri", "x-forwarded-uri"]) {
+            let Ok(uri) = uri.parse::<Uri>() else {
+                return Ok(refuse("the original URI is malformed"));
+            };
+            *req.uri_mut() = uri;
+        }
+    }
+    // Rules match the path as an upstream reads it, so a path that reads two ways (dot
+    // segments, encoded or doubled slashes) is refused rather than guessed at.
+    let raw = req.uri().path();
+    let path = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    let ambiguous = raw.to_ascii_lowercase().contains("%2f")
+        || path.contains(['\\', '\0'])
+        || path.contains("//")
+        || path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..");
+    if !path.starts_with('/') || ambiguous {
+        return Ok(refuse("the path is not in normal form"));
+    }
+    let rule = rules.iter().find(|r| {
+        r.method.as_ref().is_none_or(|m| m == req.method())
+            && path
+                .strip_prefix(r.prefix.trim_end_matches('/'))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    let judge = rule
+        .expect("the last rule matches every path")
+        .judge
+        .clone();
+    judge.oneshot(req).await
+}
+
+/// The first of these headers that is present, as text.
+fn original(headers: &HeaderMap, names: [&str; 2]) -> Option<String> {
+    let value = names.iter().find_map(|name| headers.get(*name))?;
+    Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+}
+
+/// `200` behind the layers: the request may pass, with what the token said (the layer put
+/// the subject and issuer in the request, after removing any a client sent).
+async fn allow(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let mut res = Response::new(Full::default().boxed());
+    for name in ["x-auth-subject", "x-auth-issuer"] {
+        if let Some(value) = req.headers().get(name) {
+            res.headers_mut().insert(name, value.clone());
+        }
+    }
+    // Scope tokens are visible ASCII (RFC 6749 section 3.3): always a header value.
+    if let Some(scopes) = req.extensions().get::<Scopes>().filter(|s| !s.is_empty()) {
+        let joined = scopes.iter().collect::<Vec<_>>().join(" ");
+        res.headers_mut().insert(
+            "x-auth-scopes",
+            HeaderValue::try_from(joined).expect("scope tokens"),
+        );
+    }
+    Ok(res)
+}
+
+fn boxed<B>(res: Response<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+{
+    res.map(BodyExt::boxed)
+}
+
+/// `403` (the one refusal besides `401` that nginx passes on) for a request it cannot judge.
+fn refuse(detail: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": "invalid_request", "error_description": detail });
+    let mut res = Response::new(Full::from(body.to_string()).boxed());
+    *res.status_mut() = StatusCode::FORBIDDEN;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
