@@ -10,6 +10,8 @@
 #[path = "support/example.rs"]
 #[allow(dead_code)]
 mod example;
+#[path = "support/proof.rs"]
+mod proof;
 
 use std::{
     convert::Infallible,
@@ -39,14 +41,17 @@ const RULES: &str = concat!(
     "/examples/forward_auth/rules.txt"
 );
 
-fn token(scope: &str) -> String {
-    let issuer = TokenIssuer::builder()
+fn issuer() -> TokenIssuer {
+    TokenIssuer::builder()
         .hs256(SECRET)
         .issuer("todo-server")
         .audience("todo-api")
         .build()
-        .unwrap();
-    issuer.issue("alice", scope).unwrap().access_token
+        .unwrap()
+}
+
+fn token(scope: &str) -> String {
+    issuer().issue("alice", scope).unwrap().access_token
 }
 
 /// A token of the todo server's shape that expired ten minutes ago.
@@ -470,4 +475,58 @@ fn a_bad_rules_file_is_refused_at_start() {
         "{output}"
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// With `PUBLIC_URL`, a DPoP-bound token passes with a proof for the original request
+/// (`htm` and `htu` from the proxy's headers), and not with a proof for another one or as a
+/// bearer token.
+#[tokio::test]
+async fn dpop_proofs_name_the_original_request() {
+    let origin = "https://todo.example";
+    let auth = forward_auth(&[("PUBLIC_URL", origin)]);
+    let key = proof::ProofKey::es256();
+    let token = issuer()
+        .issue_bound("alice", "todos:read todos:write", &key.jkt)
+        .unwrap()
+        .access_token;
+    let scheme = format!("DPoP {token}");
+    let ask = |proof: String, method: &'static str, uri: &'static str| {
+        let scheme = scheme.clone();
+        async move {
+            let headers = [
+                ("authorization", scheme.as_str()),
+                ("dpop", proof.as_str()),
+                ("x-original-method", method),
+                ("x-original-uri", uri),
+            ];
+            send(auth.addr, Method::GET, "/", &headers).await
+        }
+    };
+    let url = format!("{origin}/todos/7");
+    let proof = key.proof_for("DELETE", &url, Some(&token), |_, _| {});
+    let res = ask(proof, "DELETE", "/todos/7?force=1").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(values(&res.headers, "x-auth-subject"), ["alice"]);
+
+    // A proof for another method or path than the original request's.
+    let proof = key.proof_for("GET", &url, Some(&token), |_, _| {});
+    let res = ask(proof, "DELETE", "/todos/7").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    let challenge = values(&res.headers, "www-authenticate").join(",");
+    assert!(
+        challenge.contains(r#"error="invalid_dpop_proof""#),
+        "{challenge}"
+    );
+    let proof = key.proof_for("DELETE", &url, Some(&token), |_, _| {});
+    let res = ask(proof, "DELETE", "/todos/8").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+
+    // The bound token as a bearer token.
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("x-original-uri", "/todos/7"),
+    ];
+    let res = send(auth.addr, Method::GET, "/", &headers).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
 }
