@@ -16,9 +16,11 @@
 //!   `validate/opaque/jwt_layer_cached`, an HS256 JWT in the token cache, in the same group:
 //!   what a cached introspected token costs against a cached JWT;
 //! - `validate/<alg>/reject_bad_signature`, `validate/<alg>/reject_missing`: the 401 paths;
-//! - `metrics/hs256/{layer,layer_recorded,layer_cached,layer_cached_recorded}/{1,2}`: the
-//!   layer without a metrics recorder and with a Prometheus one, in two interleaved rounds:
-//!   what recording costs (the feature is on in both: without a recorder it is the no-op);
+//! - `metrics/hs256/{layer,layer_recorded,layer_cached,layer_cached_recorded}/{1..4}`: the
+//!   layer without a metrics recorder and with a Prometheus one, in four interleaved rounds
+//!   (the machine's noise between rounds is as large as the difference; compare the
+//!   medians): what recording costs (the feature is on in both: without a recorder it is
+//!   the no-op);
 //! - `contention/hs256/{1,2}` and `contention/hs256_cached/{1,2}`: one layer shared by one
 //!   and two threads, in requests per second (two threads should reach about twice one);
 //!   `contention/jsonwebtoken/{1,2}`, the raw decode on as many threads, is the machine's
@@ -460,7 +462,7 @@ fn bench_opaque(c: &mut Criterion) {
 
 /// The cost of the `metrics` feature's recording: HS256 layers built without a recorder
 /// (the facade's no-op) and with a Prometheus recorder (`metrics-exporter-prometheus`,
-/// in effect while the layer is built: its handles record there), in two interleaved rounds.
+/// in effect while the layer is built: its handles record there), in four interleaved rounds.
 fn bench_metrics(c: &mut Criterion) {
     let key = VerificationKey::hmac(Algorithm::HS256, SECRET).unwrap();
     let good = token_for_bench();
@@ -473,7 +475,7 @@ fn bench_metrics(c: &mut Criterion) {
         let metered = layer(&key).build().unwrap();
         (metered, layer(&key).cache(10_000).build().unwrap())
     });
-    for round in 1..=2 {
+    for round in 1..=4 {
         let svc = plain.layer(noop());
         bench_requests(&mut group, &format!("layer/{round}"), svc, Some(&good), ok);
         let svc = metered.layer(noop());

@@ -22,7 +22,7 @@ use std::{
 
 use bytes::Bytes;
 use clap::Parser;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -33,8 +33,8 @@ use hyper_util::{
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_jwt_auth::{
-    AuthorizeLayer, Dpop, ForwardClaimsLayer, JwtAuthLayer, RequireScope, Scopes, StandardClaims,
-    TrustedIssuer, VerificationKey, jsonwebtoken::Algorithm, jwks::JwksSource,
+    AuthorizeLayer, Dpop, ForwardClaimsLayer, JwtAuthLayer, OriginalRequest, RequireScope, Scopes,
+    StandardClaims, TrustedIssuer, VerificationKey, jsonwebtoken::Algorithm, jwks::JwksSource,
 };
 
 /// The forward-auth server's settings: `--help` lists each with its environment variable.
@@ -191,7 +191,8 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         prefix: "/".into(),
         judge: token(None),
     });
-    let (rules, proxies): (Arc<[Rule]>, Arc<[IpAddr]>) = (rules.into(), s.trusted_proxies.into());
+    let rules: Arc<[Rule]> = rules.into();
+    let original = OriginalRequest::trusting(s.trusted_proxies);
 
     let listener = TcpListener::bind(s.addr).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
@@ -204,8 +205,8 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        let (rules, trusted) = (rules.clone(), proxies.contains(&peer.ip()));
-        let service = service_fn(move |req| judge(rules.clone(), trusted, req));
+        let (rules, original) = (rules.clone(), original.clone());
+        let service = service_fn(move |req| judge(rules.clone(), original.clone(), peer.ip(), req));
         let builder = builder.clone();
         tokio::spawn(async move {
             let _ = builder
@@ -215,57 +216,29 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// Puts the proxy's original request in place of its own, then asks the first rule that
-/// names it. A trusted proxy that names no original has its own request judged.
+/// Judges the proxy's original request (from a trusted proxy's headers) by the first rule
+/// that names it.
 async fn judge(
     rules: Arc<[Rule]>,
-    trusted: bool,
+    original: OriginalRequest,
+    peer: IpAddr,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    if trusted {
-        if let Some(method) = original(req.headers(), ["x-original-method", "x-forwarded-method"]) {
-            let Ok(method) = method.parse() else {
-                return Ok(refuse("the original method is malformed"));
-            };
-            *req.method_mut() = method;
-        }
-        if let Some(uri) = original(req.headers(), ["x-original-uri", "x-forwarded-uri"]) {
-            let Ok(uri) = uri.parse::<Uri>() else {
-                return Ok(refuse("the original URI is malformed"));
-            };
-            *req.uri_mut() = uri;
-        }
-    }
-    // Rules match the path as an upstream reads it, so a path that reads two ways (dot
-    // segments, encoded or doubled slashes) is refused rather than guessed at.
-    let raw = req.uri().path();
-    let path = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-    let ambiguous = raw.to_ascii_lowercase().contains("%2f")
-        || path.contains(['\\', '\0'])
-        || path.contains("//")
-        || path
-            .split('/')
-            .any(|segment| segment == "." || segment == "..");
-    if !path.starts_with('/') || ambiguous {
-        return Ok(refuse("the path is not in normal form"));
-    }
+    // The path as an upstream reads it; one that reads two ways is refused, not guessed at.
+    let path = match original.apply(peer, &mut req) {
+        Ok(path) => path,
+        Err(e) => return Ok(refuse(&e.to_string())),
+    };
     let rule = rules.iter().find(|r| {
+        let rest = path.strip_prefix(r.prefix.trim_end_matches('/'));
         r.method.as_ref().is_none_or(|m| m == req.method())
-            && path
-                .strip_prefix(r.prefix.trim_end_matches('/'))
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            && rest.is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     });
     let judge = rule
         .expect("the last rule matches every path")
         .judge
         .clone();
     judge.oneshot(req).await
-}
-
-/// The first of these headers that is present, as text.
-fn original(headers: &HeaderMap, names: [&str; 2]) -> Option<String> {
-    let value = names.iter().find_map(|name| headers.get(*name))?;
-    Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
 }
 
 /// `200` behind the layers: the request may pass, with what the token said (the layer put

@@ -75,6 +75,7 @@
 //! | `jwks-rustls` | no | `jwks` over HTTPS through rustls with the webpki roots |
 //! | `redis` | no | [`RevocationsBuilder::redis`]: revocations shared by every instance through Redis; with `password`, a login throttle shared likewise |
 //! | `axum` | no | [`Claims<C>`] as an axum extractor, [`AuthError`] as an axum response |
+//! | `metrics` | no | counters, gauges and histograms on the `metrics` facade, listed in [`metrics`] |
 //! | `aws-lc-rs` | no | verify with `aws-lc-rs` instead of the pure-Rust RustCrypto crates: faster RSA and ECDSA, slower HMAC (figures in the README), and it needs a C compiler |
 
 #![warn(missing_docs)]
@@ -104,6 +105,7 @@ pub mod jwks;
 mod keys;
 mod metadata;
 pub mod metrics;
+mod original;
 #[cfg(feature = "password")]
 #[cfg_attr(docsrs, doc(cfg(feature = "password")))]
 pub mod password;
@@ -161,6 +163,7 @@ pub use keys::{KeySet, KeySource, MIN_RSA_BITS, VerificationKey};
 pub use metadata::{
     MetadataService, ProtectedResourceMetadata, ProtectedResourceMetadataBuilder, WELL_KNOWN,
 };
+pub use original::{OriginalRequest, OriginalRequestError};
 pub use ready::{Check, Readiness};
 pub use rejection::{DEFAULT_REALM, OnRejection};
 pub use revoke::{OutOfSync, Revocations, RevocationsBuilder};
