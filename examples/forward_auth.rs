@@ -52,8 +52,14 @@ struct Settings {
     #[arg(long, env = "JWT_AUDIENCE", default_value = "todo-api")]
     audience: String,
     /// An OpenID Connect provider whose access tokens are trusted too.
-    #[arg(long, env = "OIDC_ISSUER_URL")]
+    #[arg(long, env = "OIDC_ISSUER_URL", conflicts_with = "jwks_url")]
     oidc_issuer_url: Option<String>,
+    /// A JWKS (the todo server's, with JWT_SIGNING_KEY) whose tokens, with `iss` =
+    /// JWKS_ISSUER, are trusted too.
+    #[arg(long, env = "JWKS_URL", requires = "jwks_issuer")]
+    jwks_url: Option<String>,
+    #[arg(long, env = "JWKS_ISSUER")]
+    jwks_issuer: Option<String>,
     /// Method, path prefix and requirement per line [default: a valid token for everything].
     #[arg(long, env = "RULES")]
     rules: Option<PathBuf>,
@@ -108,8 +114,12 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(url) = &s.oidc_issuer_url {
         trusted.push(TrustedIssuer::new(url, JwksSource::discover(url).build()?));
     }
+    if let (Some(url), Some(iss)) = (&s.jwks_url, &s.jwks_issuer) {
+        trusted.push(TrustedIssuer::new(iss, JwksSource::builder(url).build()?));
+    }
     if trusted.is_empty() {
-        return Err("set JWT_SECRET or OIDC_ISSUER_URL: no token could be valid".into());
+        let keys = "set JWT_SECRET, OIDC_ISSUER_URL or JWKS_URL: no token could be valid";
+        return Err(keys.into());
     }
     let trusted = trusted.into_iter().map(|t| t.audience(&s.audience));
     let auth = JwtAuthLayer::builder()

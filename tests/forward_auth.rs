@@ -471,7 +471,7 @@ fn a_bad_rules_file_is_refused_at_start() {
     );
     assert!(!status.success());
     assert!(
-        output.contains("set JWT_SECRET or OIDC_ISSUER_URL"),
+        output.contains("set JWT_SECRET, OIDC_ISSUER_URL or JWKS_URL"),
         "{output}"
     );
     std::fs::remove_dir_all(dir).unwrap();
@@ -528,5 +528,59 @@ async fn dpop_proofs_name_the_original_request() {
         ("x-original-uri", "/todos/7"),
     ];
     let res = send(auth.addr, Method::GET, "/", &headers).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+/// The todo server signing with a PEM key publishes its JWKS; the forward-auth server
+/// trusts it through `JWKS_URL` and passes the tokens of its logins.
+#[cfg(all(feature = "password", feature = "jwks-rustls", feature = "redis"))]
+#[tokio::test]
+async fn tokens_of_a_todo_server_are_trusted_through_its_jwks() {
+    let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ed25519.pem");
+    let todo = example::Example::start(
+        "todo_server",
+        &[("TODO_ADDR", "127.0.0.1:0"), ("JWT_SIGNING_KEY", pem)],
+    );
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let login = Request::post(format!("http://{}/login", todo.addr))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::from("username=bob&password=builder"))
+        .unwrap();
+    let res = client.request(login).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let bobs = body["access_token"].as_str().unwrap();
+
+    let jwks = format!("http://{}/.well-known/jwks.json", todo.addr);
+    let auth = example::Example::start(
+        "forward_auth",
+        &[
+            ("AUTH_ADDR", "127.0.0.1:0"),
+            ("RULES", RULES),
+            ("JWKS_URL", &jwks),
+            ("JWKS_ISSUER", "todo-server"),
+        ],
+    );
+    let bearer = format!("Bearer {bobs}");
+    let read = [
+        ("authorization", bearer.as_str()),
+        ("x-original-uri", "/todos"),
+    ];
+    let res = send(auth.addr, Method::GET, "/", &read).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(values(&res.headers, "x-auth-subject"), ["bob"]);
+    assert_eq!(values(&res.headers, "x-auth-scopes"), ["todos:read"]);
+    // Bob may not write; a token the JWKS did not sign is refused.
+    let write = [
+        ("authorization", bearer.as_str()),
+        ("x-original-method", "POST"),
+        ("x-original-uri", "/todos"),
+    ];
+    let res = send(auth.addr, Method::GET, "/", &write).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let other = format!("Bearer {}", token("todos:read"));
+    let res = send(auth.addr, Method::GET, "/", &[("authorization", &other)]).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
 }
