@@ -260,13 +260,13 @@ async fn allow(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             res.headers_mut().insert(name, value.clone());
         }
     }
-    // Scope tokens are visible ASCII (RFC 6749 section 3.3): always a header value.
     if let Some(scopes) = req.extensions().get::<Scopes>().filter(|s| !s.is_empty()) {
+        // A scope with a control character (no RFC 6749 scope-token) is refused, not mangled.
         let joined = scopes.iter().collect::<Vec<_>>().join(" ");
-        res.headers_mut().insert(
-            "x-auth-scopes",
-            HeaderValue::try_from(joined).expect("scope tokens"),
-        );
+        let Ok(value) = HeaderValue::try_from(joined) else {
+            return Ok(refuse("the token's scopes cannot be a header value"));
+        };
+        res.headers_mut().insert("x-auth-scopes", value);
     }
     Ok(res)
 }

@@ -56,19 +56,19 @@ fn token(scope: &str) -> String {
 
 /// A token of the todo server's shape that expired ten minutes ago.
 fn expired_token() -> String {
-    let mut header = Header::new(Algorithm::HS256);
-    header.typ = Some("at+jwt".into());
     let now = get_current_timestamp();
-    let claims = json!({
+    signed(json!({
         "iss": "todo-server", "aud": "todo-api", "sub": "alice", "scope": "todos:read",
         "iat": now - 1200, "exp": now - 600, "jti": "expired",
-    });
-    encode(
-        &header,
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
-    )
-    .unwrap()
+    }))
+}
+
+/// `claims` signed as the todo server signs (HS256, `typ` at+jwt).
+fn signed(claims: serde_json::Value) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    let key = EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    encode(&header, &claims, &key).unwrap()
 }
 
 /// What reached the upstream: each request's method, path and headers.
@@ -583,4 +583,42 @@ async fn tokens_of_a_todo_server_are_trusted_through_its_jwks() {
     let other = format!("Bearer {}", token("todos:read"));
     let res = send(auth.addr, Method::GET, "/", &[("authorization", &other)]).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A valid token whose scopes or subject cannot be header values is refused, and the server
+/// goes on answering.
+#[tokio::test]
+async fn claims_that_cannot_be_headers_are_refused_not_mangled() {
+    let auth = forward_auth(&[]);
+    let now = get_current_timestamp();
+    for (sub, scope) in [
+        ("alice", "todos:read \u{1}x"),
+        ("al\u{7f}ice", "todos:read"),
+    ] {
+        let token = signed(json!({
+            "iss": "todo-server", "aud": "todo-api", "sub": sub, "scope": scope,
+            "iat": now, "exp": now + 600,
+        }));
+        let bearer = format!("Bearer {token}");
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("x-original-uri", "/todos"),
+        ];
+        let res = send(auth.addr, Method::GET, "/", &headers).await;
+        assert!(
+            res.status.is_client_error(),
+            "{sub:?} {scope:?}: {}",
+            res.status
+        );
+        assert!(res.headers.get("x-auth-subject").is_none());
+    }
+    let read = format!("Bearer {}", token("todos:read"));
+    let headers = [
+        ("authorization", read.as_str()),
+        ("x-original-uri", "/todos"),
+    ];
+    assert_eq!(
+        send(auth.addr, Method::GET, "/", &headers).await.status,
+        StatusCode::OK
+    );
 }
