@@ -20,6 +20,11 @@
 //! - `introspect::Introspection` (feature `jwks`) validates opaque tokens at their
 //!   authorization server (RFC 7662), cached; [`ProtectedResourceMetadata`] publishes the
 //!   resource's RFC 9728 metadata, and the layer's challenges point to it.
+//! - For upstreams that do not read JWTs, [`ForwardClaimsLayer`] copies chosen claims into
+//!   request headers, and [`OriginalRequest`] reads the request a proxy (nginx
+//!   `auth_request`, Traefik, Caddy) asks a forward-auth server about.
+//! - [`JwtAuthLayer::readiness`] says whether the layer can serve (keys, revocations,
+//!   introspection), and the [`metrics`] module lists what it records (feature `metrics`).
 //! - [`TokenIssuer`] signs tokens the layer accepts, and (feature `password`)
 //!   `password::Passwords` hashes with argon2id off the async executor and
 //!   `throttle::LoginThrottle` bounds password guessing.
