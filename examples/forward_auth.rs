@@ -175,6 +175,9 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         else {
             return Err(at(&"expected `METHOD /prefix public|token|scope...`").into());
         };
+        if method.bytes().any(|b| b.is_ascii_lowercase()) {
+            return Err(at(&"methods are upper case (GET, not get)").into());
+        }
         let method = (method != "*")
             .then(|| method.parse::<Method>())
             .transpose()
@@ -239,16 +242,28 @@ async fn judge(
         Ok(path) => path,
         Err(e) => return Ok(refuse(&e.to_string())),
     };
-    let rule = rules.iter().find(|r| {
-        let rest = path.strip_prefix(r.prefix.trim_end_matches('/'));
-        r.method.as_ref().is_none_or(|m| m == req.method())
-            && rest.is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    });
-    let judge = rule
-        .expect("the last rule matches every path")
-        .judge
-        .clone();
-    judge.oneshot(req).await
+    // Some upstreams route without regard to case: a path that another rule names in
+    // another case is refused.
+    let find = |path: &str, fold: bool| {
+        rules.iter().position(|r| {
+            let prefix = r.prefix.trim_end_matches('/');
+            let rest = match fold {
+                false => path.strip_prefix(prefix),
+                true => (path.get(..prefix.len()))
+                    .filter(|head| head.eq_ignore_ascii_case(prefix))
+                    .map(|_| &path[prefix.len()..]),
+            };
+            r.method.as_ref().is_none_or(|m| m == req.method())
+                && rest.is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    };
+    let (Some(exact), Some(folded)) = (find(&path, false), find(&path, true)) else {
+        unreachable!("the last rule matches every path");
+    };
+    if exact != folded {
+        return Ok(refuse("another rule names this path in another case"));
+    }
+    rules[exact].judge.clone().oneshot(req).await
 }
 
 /// `200` behind the layers: the request may pass, with what the token said (the layer put

@@ -40,19 +40,32 @@ pub struct OriginalRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OriginalRequestError {
+    /// A peer that is not a trusted proxy sent `X-Original-*` or `X-Forwarded-*` headers.
+    Untrusted,
+    /// A trusted proxy named no original method and URI.
+    Missing,
+    /// Both `X-Original-*` and `X-Forwarded-*` came, or one of them twice: one is a
+    /// client's own, passed on by the proxy.
+    Conflicting,
     /// The original method is not an HTTP method.
     Method,
-    /// The original URI is not an origin-form URI (`/path?query`), or the host not a host.
+    /// The original URI is not an origin-form URI (`/path?query`, no `#`), or the host not
+    /// a host.
     Uri,
-    /// The path reads two ways: it has dot segments (`/a/../b`, also percent-encoded),
-    /// encoded or doubled slashes, backslashes or a NUL, and an upstream may normalize it
-    /// into another route than the one a rule matched.
+    /// The path reads two ways: dot segments (`/a/../b`, also percent-encoded), encoded or
+    /// doubled slashes, a backslash, `;` parameters, a double encoding (`%25`) or a NUL. An
+    /// upstream may read it as another route than the one a rule matched.
     AmbiguousPath,
 }
 
 impl fmt::Display for OriginalRequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Untrusted => {
+                "the original request is named by a peer that is not a trusted proxy"
+            }
+            Self::Missing => "the proxy named no original method and URI",
+            Self::Conflicting => "the original request is named twice",
             Self::Method => "the original method is malformed",
             Self::Uri => "the original URI is malformed",
             Self::AmbiguousPath => "the path is not in normal form",
@@ -62,45 +75,61 @@ impl fmt::Display for OriginalRequestError {
 
 impl std::error::Error for OriginalRequestError {}
 
+/// nginx's names (set in its configuration), then Traefik's and Caddy's.
+const NGINX: [&str; 2] = ["x-original-method", "x-original-uri"];
+const FORWARDED: [&str; 3] = ["x-forwarded-method", "x-forwarded-uri", "x-forwarded-host"];
+
 impl OriginalRequest {
-    /// Believes the headers of requests from these addresses only; from any other, the
-    /// request is judged as it came.
+    /// Believes the headers of requests from these addresses only (an IPv4 address also
+    /// as IPv6-mapped, as a dual-stack listener sees it).
     pub fn trusting(proxies: impl IntoIterator<Item = IpAddr>) -> Self {
         Self {
-            proxies: proxies.into_iter().collect(),
+            proxies: proxies.into_iter().map(|ip| ip.to_canonical()).collect(),
         }
     }
 
-    /// From a trusted `peer`, puts the original method, URI and host in `req` (the first of
-    /// `X-Original-*` and `X-Forwarded-*` present; one that is absent leaves `req`'s own), and
-    /// returns the percent-decoded path that route rules match, which an upstream reads the
-    /// same way. From any other peer, only the path check.
+    /// Puts the original method, URI (and `X-Forwarded-Host` as `Host`) that a trusted
+    /// `peer` names in place of `req`'s own, and returns the percent-decoded path that
+    /// route rules match, which an upstream reads the same way.
+    ///
+    /// Fails closed: a trusted proxy must name both method and URI, in one family of
+    /// headers, each once (a proxy sets its own and passes a client's others on); a peer
+    /// that is not trusted must send none of them, and then its own request is judged.
     pub fn apply<B>(
         &self,
         peer: IpAddr,
         req: &mut Request<B>,
     ) -> Result<String, OriginalRequestError> {
-        if self.proxies.contains(&peer) {
-            let headers = req.headers();
-            let method = first(headers, &["x-original-method", "x-forwarded-method"])
-                .map(|v| Method::from_bytes(v.as_bytes()))
-                .transpose()
-                .map_err(|_| OriginalRequestError::Method)?;
-            let uri = first(headers, &["x-original-uri", "x-forwarded-uri"])
-                .map(|v| Uri::try_from(v.as_bytes()))
-                .transpose()
-                .map_err(|_| OriginalRequestError::Uri)?;
-            let host = first(headers, &["x-forwarded-host"]).cloned();
-            if let Some(method) = method {
-                *req.method_mut() = method;
+        let headers = req.headers();
+        let present = |names: &[&str]| names.iter().any(|n| headers.contains_key(*n));
+        let (nginx, forwarded) = (present(&NGINX), present(&FORWARDED));
+        if !self.proxies.contains(&peer.to_canonical()) {
+            if nginx || forwarded {
+                return Err(OriginalRequestError::Untrusted);
             }
-            if let Some(uri) = uri {
-                // Origin form only: an absolute URI would bring an authority of its own.
-                if uri.scheme().is_some() || uri.authority().is_some() {
-                    return Err(OriginalRequestError::Uri);
-                }
-                *req.uri_mut() = uri;
-            }
+        } else {
+            let names = match (nginx, forwarded) {
+                (true, true) => return Err(OriginalRequestError::Conflicting),
+                (false, false) => return Err(OriginalRequestError::Missing),
+                (true, false) => &NGINX[..],
+                (false, true) => &FORWARDED[..],
+            };
+            let header = |i: usize| names.get(i).map_or(Ok(None), |name| once(headers, name));
+            let (method, uri, host) = (header(0)?, header(1)?, header(2)?.cloned());
+            let (Some(method), Some(uri)) = (method, uri) else {
+                return Err(OriginalRequestError::Missing);
+            };
+            let method =
+                Method::from_bytes(method.as_bytes()).map_err(|_| OriginalRequestError::Method)?;
+            // Origin form only: an absolute URI would bring an authority of its own, and
+            // the `#` a fragment that hides the rest of the path from the check below.
+            let uri = Uri::try_from(uri.as_bytes())
+                .ok()
+                .filter(|u| u.scheme().is_none() && u.authority().is_none())
+                .filter(|_| !uri.as_bytes().contains(&b'#'))
+                .ok_or(OriginalRequestError::Uri)?;
+            *req.method_mut() = method;
+            *req.uri_mut() = uri;
             if let Some(host) = host {
                 host.to_str()
                     .ok()
@@ -115,12 +144,22 @@ impl OriginalRequest {
     }
 }
 
-fn first<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a HeaderValue> {
-    names.iter().find_map(|name| headers.get(*name))
+/// The value of `name`, which must come at most once.
+fn once<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a HeaderValue>, OriginalRequestError> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (value, None) => Ok(value),
+        (_, Some(_)) => Err(OriginalRequestError::Conflicting),
+    }
 }
 
 /// `path` percent-decoded, when it reads one way: it starts with `/` and has no dot segment
-/// (`.`, `..`, also encoded), no encoded slash, no empty segment, no backslash and no NUL.
+/// (`.`, `..`, also encoded), no encoded slash, no empty segment, no backslash, no `;`
+/// (path parameters, which Java servers strip), no `%` left after decoding (a double
+/// encoding, which some servers decode twice) and no NUL.
 /// Resolving such a path instead would guess at the upstream's normalization, which
 /// differs between servers (merging slashes first or not, decoding `%2F` or not).
 fn normal_path(path: &str) -> Option<Cow<'_, str>> {
@@ -135,7 +174,7 @@ fn normal_path(path: &str) -> Option<Cow<'_, str>> {
         .decode_utf8()
         .ok()?;
     let ambiguous = encoded_slash
-        || decoded.contains(['\\', '\0'])
+        || decoded.contains(['\\', '\0', ';', '%'])
         || decoded.contains("//")
         || decoded.split('/').any(|s| s == "." || s == "..");
     (!ambiguous).then_some(decoded)
@@ -179,46 +218,75 @@ mod tests {
         assert_eq!(req.method(), Method::DELETE);
         assert_eq!(req.headers()[header::HOST], "api.example.com");
 
-        // nginx's names first, when a proxy sends both.
-        let mut req = asked(&[("x-forwarded-uri", "/b"), ("x-original-uri", "/a")]);
-        assert_eq!(original.apply(PROXY, &mut req).unwrap(), "/a");
+        // A dual-stack listener sees loopback as ::ffff:127.0.0.1.
+        let mapped = IpAddr::V6(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        let mut req = asked(&[("x-original-method", "GET"), ("x-original-uri", "/a")]);
+        assert_eq!(original.apply(mapped, &mut req).unwrap(), "/a");
     }
 
     #[test]
-    fn anyone_else_is_judged_as_they_came() {
+    fn everything_else_fails_closed() {
+        use OriginalRequestError::*;
         let original = OriginalRequest::trusting([PROXY]);
-        let mut req = asked(&[
-            ("x-original-method", "GET"),
-            ("x-original-uri", "/public"),
-            ("x-forwarded-host", "evil.example"),
-        ]);
-        *req.method_mut() = Method::DELETE;
-        assert_eq!(original.apply(CLIENT, &mut req).unwrap(), "/");
-        assert_eq!(req.method(), Method::DELETE);
-        assert!(req.headers().get(header::HOST).is_none());
-    }
-
-    #[test]
-    fn malformed_originals_are_refused() {
-        let original = OriginalRequest::trusting([PROXY]);
-        for (headers, error) in [
+        let nginx = [("x-original-method", "GET"), ("x-original-uri", "/a")];
+        for (peer, headers, error) in [
+            // A client names the request it wants judged, past an untrusted hop.
+            (CLIENT, &nginx[..], Untrusted),
+            (CLIENT, &[("x-forwarded-uri", "/public")][..], Untrusted),
+            // The proxy's own request is never judged in place of the original.
+            (PROXY, &[][..], Missing),
+            (PROXY, &[("x-original-uri", "/a")][..], Missing),
+            // Through Caddy or Traefik, a client's own X-Original-*; through nginx, its
+            // own X-Forwarded-*; or a header twice.
             (
-                &[("x-original-method", "G(T")][..],
-                OriginalRequestError::Method,
-            ),
-            (&[("x-original-uri", "/a b")][..], OriginalRequestError::Uri),
-            (
-                &[("x-original-uri", "http://other/a")][..],
-                OriginalRequestError::Uri,
+                PROXY,
+                &[nginx[0], nginx[1], ("x-forwarded-method", "DELETE")][..],
+                Conflicting,
             ),
             (
-                &[("x-forwarded-host", "a/b")][..],
-                OriginalRequestError::Uri,
+                PROXY,
+                &[nginx[0], nginx[1], ("x-forwarded-host", "evil")][..],
+                Conflicting,
+            ),
+            (
+                PROXY,
+                &[nginx[0], nginx[1], ("x-original-uri", "/b")][..],
+                Conflicting,
+            ),
+            (PROXY, &[("x-original-method", "G(T"), nginx[1]][..], Method),
+            (PROXY, &[nginx[0], ("x-original-uri", "/a b")][..], Uri),
+            (
+                PROXY,
+                &[nginx[0], ("x-original-uri", "http://other/a")][..],
+                Uri,
+            ),
+            (
+                PROXY,
+                &[nginx[0], ("x-original-uri", "/health#/../admin")][..],
+                Uri,
+            ),
+            (
+                PROXY,
+                &[
+                    ("x-forwarded-method", "GET"),
+                    ("x-forwarded-uri", "/"),
+                    ("x-forwarded-host", "a/b"),
+                ][..],
+                Uri,
             ),
         ] {
             let mut req = asked(headers);
-            assert_eq!(original.apply(PROXY, &mut req), Err(error), "{headers:?}");
+            assert_eq!(
+                original.apply(peer, &mut req),
+                Err(error),
+                "{peer} {headers:?}"
+            );
         }
+        // A client that names nothing is judged as it came.
+        let mut req = asked(&[]);
+        *req.method_mut() = http::Method::DELETE;
+        assert_eq!(original.apply(CLIENT, &mut req).unwrap(), "/");
+        assert_eq!(req.method(), http::Method::DELETE);
     }
 
     #[test]
@@ -238,6 +306,10 @@ mod tests {
             "/%ff",
             "/a/..",
             "/..",
+            "/a;x/b",
+            "/a%3bx",
+            "/a%252fb",
+            "/a%25",
         ] {
             assert_eq!(normal_path(path), None, "{path}");
         }

@@ -371,6 +371,19 @@ async fn nginx_asks_the_forward_auth_server_about_every_request() {
         "a client's X-Auth-Subject reached the upstream: {headers:?}"
     );
 
+    // Through nginx a client's own X-Forwarded-* never names another request.
+    let forged = [
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-uri", "/health"),
+    ];
+    let res = send(nginx.addr, Method::DELETE, "/todos/7", &forged).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reached(),
+        0,
+        "a forged X-Forwarded-Uri reached the upstream"
+    );
+
     // A path the upstream may read as another route is refused, not matched as public.
     for path in [
         "/health/../todos",
@@ -418,10 +431,31 @@ async fn the_original_request_is_believed_only_from_trusted_proxies() {
         "{challenge}"
     );
 
-    // From anyone else the headers are ignored: GET / needs a token.
+    // A proxy must name the request, in one kind of header, each once: the proxy's own
+    // request is never judged instead, and a client's own names (passed on by Caddy or
+    // Traefik beside theirs) are refused.
+    let res = send(trusting.addr, Method::GET, "/health", &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let both = [public[0], public[1], ("x-forwarded-method", "DELETE")];
+    let res = send(trusting.addr, Method::GET, "/", &both).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    // Another rule's path in another case, and path parameters, are refused.
+    let read = format!("Bearer {}", token("todos:read"));
+    for uri in ["/Todos/7", "/todos;x/7"] {
+        let headers = [
+            ("authorization", read.as_str()),
+            ("x-forwarded-method", "DELETE"),
+            ("x-forwarded-uri", uri),
+        ];
+        let res = send(trusting.addr, Method::GET, "/", &headers).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{uri}");
+        assert!(res.headers.get("x-auth-subject").is_none(), "{uri}");
+    }
+
+    // Anyone else naming a request is refused; without such headers, its own is judged.
     let wary = forward_auth(&[("TRUSTED_PROXIES", "192.0.2.1")]);
     let res = send(wary.addr, Method::GET, "/", &public).await;
-    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
     let res = send(wary.addr, Method::GET, "/health", &[]).await;
     assert_eq!(res.status, StatusCode::OK);
     let read = format!("Bearer {}", token("todos:read"));
@@ -451,6 +485,7 @@ fn a_bad_rules_file_is_refused_at_start() {
             "GET todos token\n",
             "RULES line 1: a path prefix starts with `/`",
         ),
+        ("get /todos token\n", "RULES line 1: methods are upper case"),
     ] {
         let path = dir.join("rules.txt");
         std::fs::write(&path, rules).unwrap();
@@ -525,6 +560,7 @@ async fn dpop_proofs_name_the_original_request() {
     let bearer = format!("Bearer {token}");
     let headers = [
         ("authorization", bearer.as_str()),
+        ("x-original-method", "GET"),
         ("x-original-uri", "/todos/7"),
     ];
     let res = send(auth.addr, Method::GET, "/", &headers).await;
@@ -566,6 +602,7 @@ async fn tokens_of_a_todo_server_are_trusted_through_its_jwks() {
     let bearer = format!("Bearer {bobs}");
     let read = [
         ("authorization", bearer.as_str()),
+        ("x-original-method", "GET"),
         ("x-original-uri", "/todos"),
     ];
     let res = send(auth.addr, Method::GET, "/", &read).await;
@@ -581,7 +618,12 @@ async fn tokens_of_a_todo_server_are_trusted_through_its_jwks() {
     let res = send(auth.addr, Method::GET, "/", &write).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     let other = format!("Bearer {}", token("todos:read"));
-    let res = send(auth.addr, Method::GET, "/", &[("authorization", &other)]).await;
+    let read = [
+        ("authorization", other.as_str()),
+        ("x-original-method", "GET"),
+        ("x-original-uri", "/todos"),
+    ];
+    let res = send(auth.addr, Method::GET, "/", &read).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -602,6 +644,7 @@ async fn claims_that_cannot_be_headers_are_refused_not_mangled() {
         let bearer = format!("Bearer {token}");
         let headers = [
             ("authorization", bearer.as_str()),
+            ("x-original-method", "GET"),
             ("x-original-uri", "/todos"),
         ];
         let res = send(auth.addr, Method::GET, "/", &headers).await;
@@ -615,6 +658,7 @@ async fn claims_that_cannot_be_headers_are_refused_not_mangled() {
     let read = format!("Bearer {}", token("todos:read"));
     let headers = [
         ("authorization", read.as_str()),
+        ("x-original-method", "GET"),
         ("x-original-uri", "/todos"),
     ];
     assert_eq!(
