@@ -487,6 +487,7 @@ async fn an_unreachable_or_failing_server_is_503_never_401_and_the_breaker_stops
         .build()
         .unwrap();
     let layer = layer_with(opaque.clone()).build().unwrap();
+    assert!(layer.readiness().is_ready(), "{}", layer.readiness());
     for i in 0..3 {
         assert_eq!(
             bearer(&layer, &format!("t{i}")).await.0.status,
@@ -494,6 +495,12 @@ async fn an_unreachable_or_failing_server_is_503_never_401_and_the_breaker_stops
         );
     }
     assert_eq!(server.calls(), 3);
+    // The open breaker is what readiness reports, naming the introspected issuer.
+    let readiness = layer.readiness();
+    let failing: Vec<_> = readiness.failing().collect();
+    assert_eq!(failing.len(), 1, "{readiness}");
+    assert_eq!(failing[0].part, "introspection");
+    assert_eq!(failing[0].issuer.as_deref(), Some(ISSUER));
     for i in 0..100 {
         assert_eq!(
             bearer(&layer, &format!("u{i}")).await.0.status,
@@ -506,6 +513,7 @@ async fn an_unreachable_or_failing_server_is_503_never_401_and_the_breaker_stops
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(bearer(&layer, OPAQUE).await.0.status, StatusCode::OK);
     assert_eq!(opaque.introspections(), 4);
+    assert!(layer.readiness().is_ready(), "{}", layer.readiness());
 
     let refused = Introspection::builder(ISSUER, "http://127.0.0.1:1/introspect")
         .build()

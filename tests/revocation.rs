@@ -251,7 +251,26 @@ mod through_redis {
         )
         .await;
 
+        assert!(layer_b.readiness().is_ready(), "{}", layer_b.readiness());
         redis.kill();
+        // Readiness says the replica lost Redis (beyond 2 s), while the layer serves on.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let readiness = loop {
+            let readiness = layer_b.readiness();
+            if !readiness.is_ready() {
+                break readiness;
+            }
+            assert!(Instant::now() < deadline, "ready without Redis");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let failing: Vec<_> = readiness.failing().collect();
+        assert_eq!(failing.len(), 1, "{readiness}");
+        assert_eq!(failing[0].part, "revocations");
+        assert!(
+            readiness.to_json().contains("out of sync"),
+            "{}",
+            readiness.to_json()
+        );
         // Both keep serving, from their replicas.
         let (during, exp_during) = token("during-outage");
         assert_eq!(status(&layer_a, &during).await, StatusCode::OK);
@@ -287,6 +306,7 @@ mod through_redis {
         .await;
         println!("revocation made during the outage reached B {took:?} after Redis came back");
         assert!(b.out_of_sync_for() < Duration::from_secs(1));
+        assert!(layer_b.readiness().is_ready(), "{}", layer_b.readiness());
 
         // A set started now knows both.
         let fresh = layer(&shared(&redis).await);
