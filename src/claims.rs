@@ -12,9 +12,11 @@ use std::{ops::Deref, sync::Arc};
 
 use std::{borrow::Cow, fmt};
 
+use crate::validate::OneOrMany;
+
 use serde::{
     Deserialize, Deserializer, Serialize,
-    de::{self, MapAccess, SeqAccess, Visitor},
+    de::{self, MapAccess, Visitor},
 };
 
 /// The validated claims of the request's token, as inserted by [`JwtAuth`](crate::JwtAuth).
@@ -295,29 +297,15 @@ pub enum Audience {
     Many(Vec<String>),
 }
 
+/// Read as the validator reads `aud` (one JSON shape, one reader), then owned.
 impl<'de> Deserialize<'de> for Audience {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Audience;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of strings")
+        Ok(match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(one) => Audience::One(one.into_owned()),
+            OneOrMany::Many(many) => {
+                Audience::Many(many.into_iter().map(Cow::into_owned).collect())
             }
-
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Audience, E> {
-                Ok(Audience::One(s.to_owned()))
-            }
-
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Audience, E> {
-                Ok(Audience::One(s))
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Audience, A::Error> {
-                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Audience::Many)
-            }
-        }
-        deserializer.deserialize_any(V)
+        })
     }
 }
 
@@ -397,6 +385,19 @@ mod tests {
         ] {
             let c: StandardClaims = serde_json::from_str(json).unwrap();
             assert_eq!(c.scopes().collect::<Vec<_>>(), expected, "{json}");
+        }
+    }
+
+    /// `Audience` reads `aud` with the validator's reader: borrowed or owned input, one
+    /// string or several, escapes, and the same refusals.
+    #[test]
+    fn audience_reads_one_or_many_like_the_validator() {
+        let one: Audience = serde_json::from_str(r#""a\"b""#).unwrap();
+        assert_eq!(one, Audience::One("a\"b".into()));
+        let many: Audience = serde_json::from_value(serde_json::json!(["x", "y"])).unwrap();
+        assert_eq!(many, Audience::Many(vec!["x".into(), "y".into()]));
+        for bad in ["1", "[1]", "[null]", "{}"] {
+            assert!(serde_json::from_str::<Audience>(bad).is_err(), "{bad}");
         }
     }
 

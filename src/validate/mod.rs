@@ -14,6 +14,7 @@ mod registered;
 mod validator;
 
 pub use policy::{DEFAULT_LEEWAY, MAX_LEEWAY};
+pub(crate) use registered::OneOrMany;
 pub(crate) use validator::{Pending, Validated, Validator, Verdict};
 #[cfg(feature = "jwks")]
 pub(crate) use {

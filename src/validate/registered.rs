@@ -23,7 +23,7 @@ pub(crate) struct Registered<'p> {
     pub(crate) iss: Option<Cow<'p, str>>,
     pub(crate) sub: Option<Cow<'p, str>>,
     /// One string or an array of strings.
-    pub(crate) aud: Option<StrOrList<'p>>,
+    pub(crate) aud: Option<OneOrMany<'p>>,
     pub(crate) exp: Option<u64>,
     pub(crate) nbf: Option<u64>,
     pub(crate) iat: Option<u64>,
@@ -35,17 +35,18 @@ pub(crate) struct Registered<'p> {
     pub(crate) missing: Option<Arc<str>>,
 }
 
-/// A string or an array of strings, borrowed from the payload where no escape forces a copy.
+/// A string or an array of strings (`aud`, `scope` and `scp`), borrowed from the payload
+/// where no escape forces a copy. [`Audience`](crate::Audience) is its owned form.
 ///
 /// Written by hand instead of an untagged enum: serde's untagged enums buffer the value and
 /// copy every string, on the request path.
 #[derive(Debug)]
-pub(crate) enum StrOrList<'p> {
+pub(crate) enum OneOrMany<'p> {
     One(Cow<'p, str>),
     Many(Vec<Cow<'p, str>>),
 }
 
-impl StrOrList<'_> {
+impl OneOrMany<'_> {
     pub(crate) fn is_empty(&self) -> bool {
         matches!(self, Self::Many(list) if list.is_empty())
     }
@@ -63,26 +64,26 @@ impl StrOrList<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for StrOrList<'de> {
+impl<'de> Deserialize<'de> for OneOrMany<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = StrOrList<'de>;
+            type Value = OneOrMany<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string or an array of strings")
             }
             fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(StrOrList::One(Cow::Borrowed(s)))
+                Ok(OneOrMany::One(Cow::Borrowed(s)))
             }
             fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(StrOrList::One(Cow::Owned(s.to_owned())))
+                Ok(OneOrMany::One(Cow::Owned(s.to_owned())))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
                 while let Some(Str(item)) = seq.next_element()? {
                     list.push(item);
                 }
-                Ok(StrOrList::Many(list))
+                Ok(OneOrMany::Many(list))
             }
         }
         deserializer.deserialize_any(V)
@@ -142,8 +143,8 @@ impl<'de> Visitor<'de> for Seed<'_> {
         let mut r = Registered::default();
         // `scope` is a space-separated string (RFC 8693); `scp`, which several identity
         // providers use instead, a string or an array of strings.
-        let mut scope: Option<StrOrList<'de>> = None;
-        let mut scp: Option<StrOrList<'de>> = None;
+        let mut scope: Option<OneOrMany<'de>> = None;
+        let mut scp: Option<OneOrMany<'de>> = None;
         let mut seen = vec![false; self.required.len()];
         let mut occurred = vec![false; self.required.len()];
         while let Some(Str(key)) = map.next_key()? {
@@ -181,8 +182,8 @@ impl<'de> Visitor<'de> for Seed<'_> {
             }
         }
         r.scopes = match scope.or(scp) {
-            Some(StrOrList::One(s)) => Scopes::from_text(&s),
-            Some(StrOrList::Many(list)) => {
+            Some(OneOrMany::One(s)) => Scopes::from_text(&s),
+            Some(OneOrMany::Many(list)) => {
                 // Each element is one scope-token (RFC 6749 section 3.3): one with a space
                 // inside would smuggle in a second scope.
                 if list.iter().any(|s| !is_scope_token(s)) {
