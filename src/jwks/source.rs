@@ -212,19 +212,21 @@ impl Inner {
                 // Unchanged keys stay the same keys: tokens cached as verified by them
                 // remain cached across a routine refresh.
                 let current = self.keys.load();
-                let unchanged = keys.len() == current.len()
-                    && keys
-                        .iter()
-                        .all(|key| current.keys().iter().any(|old| old.same_as(key)));
+                let mut kept = 0;
                 let keys = keys
                     .into_iter()
                     .map(
                         |key| match current.keys().iter().find(|old| old.same_as(&key)) {
-                            Some(old) => old.clone(),
+                            Some(old) => {
+                                kept += 1;
+                                old.clone()
+                            }
                             None => key,
                         },
                     )
                     .collect();
+                // Every key kept and none gone: the metrics' `not_modified`.
+                let unchanged = kept == count && count == current.len();
                 drop(current);
                 match KeySnapshot::new(keys) {
                     Ok(mut snapshot) => {
