@@ -295,7 +295,7 @@ mod record {
         }
     }
 
-    /// The token cache's hits and misses.
+    /// A cache's hits and misses, registered once per cache.
     #[derive(Clone)]
     pub(crate) struct CacheMeter {
         hit: Counter,
@@ -303,10 +303,21 @@ mod record {
     }
 
     impl CacheMeter {
+        /// The validated-token cache's.
         pub(crate) fn new() -> Self {
+            Self::named(TOKEN_CACHE_TOTAL)
+        }
+
+        /// The introspection results cache's.
+        #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+        pub(crate) fn introspection() -> Self {
+            Self::named(INTROSPECTION_CACHE_TOTAL)
+        }
+
+        fn named(name: &'static str) -> Self {
             Self {
-                hit: counter!(TOKEN_CACHE_TOTAL, "result" => "hit"),
-                miss: counter!(TOKEN_CACHE_TOTAL, "result" => "miss"),
+                hit: counter!(name, "result" => "hit"),
+                miss: counter!(name, "result" => "miss"),
             }
         }
 
@@ -331,12 +342,6 @@ mod record {
     pub(crate) fn introspection(result: &'static str, took: Duration) {
         counter!(INTROSPECTIONS_TOTAL, "result" => result).increment(1);
         histogram!(INTROSPECTION_DURATION_SECONDS).record(took.as_secs_f64());
-    }
-
-    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
-    pub(crate) fn introspection_cache(hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        counter!(INTROSPECTION_CACHE_TOTAL, "result" => result).increment(1);
     }
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -409,12 +414,14 @@ mod record {
         pub(crate) fn new() -> Self {
             Self
         }
+        pub(crate) fn introspection() -> Self {
+            Self
+        }
         pub(crate) fn lookup(&self, _: bool) {}
     }
 
     pub(crate) fn key_fetch(_: &str, _: &'static str, _: Duration) {}
     pub(crate) fn introspection(_: &'static str, _: Duration) {}
-    pub(crate) fn introspection_cache(_: bool) {}
     pub(crate) fn revocations_sync(_: bool, _: Duration) {}
     pub(crate) fn revocations_held(_: usize) {}
     pub(crate) fn password_queue(_: usize) {}

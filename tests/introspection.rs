@@ -354,12 +354,28 @@ async fn results_are_cached_within_their_bound_and_inactive_ones_briefly() {
         .inactive_ttl(Duration::from_secs(1))
         .build()
         .unwrap();
-    let layer = layer_with(opaque.clone()).build().unwrap();
+    // Built under a recorder of its own: the cache's hit and miss handles record there.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let layer =
+        metrics::with_local_recorder(&recorder, || layer_with(opaque.clone()).build().unwrap());
     for _ in 0..1000 {
         assert_eq!(bearer(&layer, OPAQUE).await.0.status, StatusCode::OK);
     }
     assert_eq!(server.calls(), 1, "1000 requests with one token");
     assert_eq!(opaque.introspections(), 1);
+    let scrape = recorder.handle().render();
+    let count = |result: &str| {
+        let series = format!("tower_jwt_auth_introspection_cache_total{{result=\"{result}\"}} ");
+        let line = scrape.lines().find_map(|l| l.strip_prefix(series.as_str()));
+        line.unwrap_or_else(|| panic!("no {result} in {scrape}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    let (hits, misses) = (count("hit"), count("miss"));
+    assert!(
+        hits >= 999 && misses >= 1 && hits + misses <= 1001,
+        "{hits} hits, {misses} misses"
+    );
 
     // Revoked at the provider: refused once the bound has passed.
     server.answer(OPAQUE, json!({"active": false}));

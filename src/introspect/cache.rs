@@ -40,6 +40,7 @@ pub(crate) struct Introspector<C> {
     /// The results of every instance, through Redis.
     #[cfg(feature = "redis")]
     fleet: Option<Arc<super::shared::SharedResults>>,
+    meter: metrics::CacheMeter,
 }
 
 struct Shared<C> {
@@ -115,6 +116,7 @@ impl<C> Introspector<C> {
                 results: Cache::new(capacity),
                 flights: Mutex::default(),
             }),
+            meter: metrics::CacheMeter::introspection(),
         }
     }
 }
@@ -136,7 +138,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
                     revocable,
                     until,
                 } if until >= now => {
-                    metrics::introspection_cache(true);
+                    self.meter.lookup(true);
                     if let (Some(revocations), Some(id)) = (revocations, &revocable)
                         && let Err(error) = revocations.check(id.token_ref(), now)
                     {
@@ -145,7 +147,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
                     return Verdict::Valid(validated);
                 }
                 Outcome::Refused { error, until } if until >= now => {
-                    metrics::introspection_cache(true);
+                    self.meter.lookup(true);
                     return Verdict::Invalid(error);
                 }
                 _ => {
@@ -153,7 +155,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
                 }
             }
         }
-        metrics::introspection_cache(false);
+        self.meter.lookup(false);
         match self.join_or_start(hash, token, revocations.is_some()) {
             Some(wait) => Verdict::WaitForRemote(wait, AuthError::IntrospectionUnavailable),
             None => Verdict::Invalid(AuthError::IntrospectionUnavailable),
@@ -316,6 +318,7 @@ impl<C> Clone for Introspector<C> {
             shared: self.shared.clone(),
             #[cfg(feature = "redis")]
             fleet: self.fleet.clone(),
+            meter: self.meter.clone(),
         }
     }
 }
