@@ -122,7 +122,8 @@ pub(crate) fn verify(proof: &str, algorithms: &[(String, ProofAlg)]) -> Result<P
     }
     let jws = Jws::split(proof).map_err(|_| malformed())?;
     let Object::<Header>(header) =
-        serde_json::from_slice(jws.header_bytes()).map_err(|_| malformed())?;
+        serde_json::from_slice(&jws.header_bytes().map_err(|_| malformed())?)
+            .map_err(|_| malformed())?;
     let payload = jws.payload().map_err(|_| malformed())?;
     let Object::<Claims>(claims) = serde_json::from_slice(&payload).map_err(|_| {
         AuthError::InvalidDpopProof(

@@ -3,11 +3,23 @@
 //!
 //! Nothing here is cryptography of our own: signatures are checked by the `JwtVerifier` that
 //! `jsonwebtoken`'s process-wide `CryptoProvider` builds for a key. What this module adds is
-//! doing each step once: the header is read into a borrowed view of the members this crate
-//! uses, and the verifier built for a key is kept per thread instead of being rebuilt for
-//! every token (building one parses the key: an EC point decompression, an RSA modulus).
+//! doing each step once:
+//! - the verifier built for a key is kept per thread instead of being rebuilt for every token
+//!   (building one parses the key: an EC point decompression, an RSA modulus);
+//! - the header of a token that verified is remembered per thread by its exact text, so the
+//!   next token of the same issuer and key (the same header, byte for byte) skips its base64
+//!   and JSON. Only verified tokens' headers are remembered: a client sending made-up headers
+//!   cannot push out the real ones, and a refusal never pays for remembering;
+//! - the buffers a token is decoded into are reused per thread instead of allocated.
 
-use std::{borrow::Cow, cell::RefCell, fmt, marker::PhantomData};
+use std::{
+    borrow::Cow,
+    cell::{Cell, RefCell},
+    fmt,
+    marker::PhantomData,
+    ops::Deref,
+    rc::Rc,
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{
@@ -23,11 +35,20 @@ use crate::{AuthError, VerificationKey, claims::Str};
 
 /// A token split into its three parts; nothing of it is trusted yet.
 pub(crate) struct Jws<'t> {
+    header: &'t str,
     /// `header "." payload`: the bytes the signature covers.
     signing_input: &'t str,
     payload: &'t str,
     signature: &'t str,
-    header: Vec<u8>,
+}
+
+/// The protected-header members the validator uses, from a header that passed [`RawHeader`]'s
+/// checks.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Header {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<Box<str>>,
+    pub(crate) typ: Option<Box<str>>,
 }
 
 /// The protected-header members this crate reads. `jsonwebtoken::Header` would also parse
@@ -35,23 +56,40 @@ pub(crate) struct Jws<'t> {
 /// from the layer's configuration. Duplicate members are refused by serde; the header must be
 /// a JSON object (RFC 7515 section 4), read through [`Object`].
 #[derive(Deserialize)]
-pub(crate) struct Header<'h> {
+struct RawHeader<'h> {
     /// A string naming a known algorithm: `none`, unknown names and anything but a string
     /// (serde's enum forms such as `{"HS256":null}`) fail to parse, a malformed token.
     #[serde(deserialize_with = "alg_name")]
-    pub(crate) alg: Algorithm,
+    alg: Algorithm,
     #[serde(borrow, default)]
-    pub(crate) kid: Option<Cow<'h, str>>,
+    kid: Option<Cow<'h, str>>,
     #[serde(borrow, default)]
-    pub(crate) typ: Option<Cow<'h, str>>,
+    typ: Option<Cow<'h, str>>,
     #[serde(borrow, default)]
     crit: Option<Vec<Cow<'h, str>>>,
     #[serde(default)]
     b64: Option<bool>,
 }
 
+/// How many verified headers one thread remembers (one per issuer and key in use), and the
+/// longest remembered; a longer header is read every time.
+const HEADERS_PER_THREAD: usize = 4;
+const MAX_REMEMBERED_HEADER: usize = 512;
+
+/// Reused decoding buffers keep at most this capacity, so one large token does not pin memory.
+const MAX_KEPT_BUFFER: usize = 16 * 1024;
+
+thread_local! {
+    /// Verified headers by their base64url text, most recently remembered first.
+    static HEADERS: RefCell<Vec<(Box<str>, Rc<Header>)>> = const { RefCell::new(Vec::new()) };
+    /// The payload buffer, lent out by [`Jws::payload`] and given back when it drops.
+    static PAYLOAD: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// The signature buffer (`JwtVerifier` takes a `&Vec<u8>`).
+    static SIGNATURE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 impl<'t> Jws<'t> {
-    /// Splits `header.payload.signature` and base64url-decodes the header.
+    /// Splits `header.payload.signature`; nothing is decoded yet.
     pub(crate) fn split(token: &'t str) -> Result<Self, AuthError> {
         let (signing_input, signature) = token.rsplit_once('.').ok_or(AuthError::MalformedToken)?;
         let (header, payload) = signing_input
@@ -61,32 +99,60 @@ impl<'t> Jws<'t> {
             return Err(AuthError::MalformedToken);
         }
         Ok(Self {
+            header,
             signing_input,
             payload,
             signature,
-            header: decode_part(header)?,
         })
     }
 
     /// The protected header, with RFC 7515's `crit` rules applied: the only extension
-    /// understood is `b64` (RFC 7797), and only with its default value `true`.
-    pub(crate) fn header(&self) -> Result<Header<'_>, AuthError> {
-        let Object::<Header<'_>>(header) =
-            serde_json::from_slice(&self.header).map_err(|_| AuthError::MalformedToken)?;
-        if header.b64 == Some(false) {
-            return Err(AuthError::MalformedToken);
+    /// understood is `b64` (RFC 7797), and only with its default value `true`. Read from
+    /// this thread's verified headers when it is one of them.
+    pub(crate) fn header(&self) -> Result<Rc<Header>, AuthError> {
+        let remembered = HEADERS.with_borrow(|headers| {
+            let found = headers.iter().find(|(text, _)| **text == *self.header);
+            found.map(|(_, header)| header.clone())
+        });
+        if let Some(header) = remembered {
+            return Ok(header);
         }
-        if let Some(crit) = &header.crit
-            && !(crit.len() == 1 && crit[0] == "b64" && header.b64.is_some())
-        {
-            return Err(AuthError::MalformedToken);
+        with_decoded(self.header, |bytes| {
+            let Object::<RawHeader<'_>>(header) =
+                serde_json::from_slice(bytes).map_err(|_| AuthError::MalformedToken)?;
+            if header.b64 == Some(false) {
+                return Err(AuthError::MalformedToken);
+            }
+            if let Some(crit) = &header.crit
+                && !(crit.len() == 1 && crit[0] == "b64" && header.b64.is_some())
+            {
+                return Err(AuthError::MalformedToken);
+            }
+            Ok(Rc::new(Header {
+                alg: header.alg,
+                kid: header.kid.map(Into::into),
+                typ: header.typ.map(Into::into),
+            }))
+        })?
+    }
+
+    /// Remembers `header`, read from this token, once its signature has verified.
+    pub(crate) fn remember(&self, header: &Rc<Header>) {
+        if self.header.len() > MAX_REMEMBERED_HEADER {
+            return;
         }
-        Ok(header)
+        HEADERS.with_borrow_mut(|headers| {
+            if headers.iter().any(|(text, _)| **text == *self.header) {
+                return;
+            }
+            headers.truncate(HEADERS_PER_THREAD - 1);
+            headers.insert(0, (self.header.into(), header.clone()));
+        });
     }
 
     /// The decoded protected header, for a caller that reads other members (a DPoP proof).
-    pub(crate) fn header_bytes(&self) -> &[u8] {
-        &self.header
+    pub(crate) fn header_bytes(&self) -> Result<Vec<u8>, AuthError> {
+        decode_part(self.header)
     }
 
     /// `header "." payload`, the bytes the signature covers.
@@ -99,9 +165,14 @@ impl<'t> Jws<'t> {
         self.signature
     }
 
-    /// The decoded payload bytes (not verified by themselves).
-    pub(crate) fn payload(&self) -> Result<Vec<u8>, AuthError> {
-        decode_part(self.payload)
+    /// The decoded payload bytes (not verified by themselves), in this thread's buffer.
+    pub(crate) fn payload(&self) -> Result<Payload, AuthError> {
+        let mut buffer = Payload(PAYLOAD.take());
+        buffer.0.clear();
+        URL_SAFE_NO_PAD
+            .decode_vec(self.payload, &mut buffer.0)
+            .map_err(|_| AuthError::MalformedToken)?;
+        Ok(buffer)
     }
 
     /// Checks the signature with `key`, which must be bound to the header's `alg`.
@@ -109,13 +180,56 @@ impl<'t> Jws<'t> {
         if alg != key.algorithm {
             return Err(AuthError::UnsupportedAlgorithm);
         }
-        let signature = decode_part(self.signature)?;
+        let mut signature = SIGNATURE.take();
+        signature.clear();
+        let decoded = URL_SAFE_NO_PAD.decode_vec(self.signature, &mut signature);
         let message = self.signing_input.as_bytes();
-        if with_verifier(key, |verifier| verifier.verify(message, &signature).is_ok())? {
-            Ok(())
-        } else {
-            Err(AuthError::InvalidSignature)
+        let verified = decoded.is_ok()
+            && with_verifier(key, |verifier| verifier.verify(message, &signature).is_ok())?;
+        keep(&SIGNATURE, signature);
+        match (decoded, verified) {
+            (Err(_), _) => Err(AuthError::MalformedToken),
+            (Ok(_), true) => Ok(()),
+            (Ok(_), false) => Err(AuthError::InvalidSignature),
         }
+    }
+}
+
+/// A decoded payload in the thread's reused buffer, given back when dropped.
+pub(crate) struct Payload(Vec<u8>);
+
+impl Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        keep(&PAYLOAD, std::mem::take(&mut self.0));
+    }
+}
+
+/// Gives `buffer` back to its thread-local slot, unless it grew past [`MAX_KEPT_BUFFER`] or
+/// the thread is exiting.
+fn keep(slot: &'static std::thread::LocalKey<Cell<Vec<u8>>>, buffer: Vec<u8>) {
+    if buffer.capacity() <= MAX_KEPT_BUFFER {
+        let _ = slot.try_with(|slot| slot.set(buffer));
+    }
+}
+
+/// Runs `f` on `part` base64url-decoded, on the stack when it is short (a header is).
+fn with_decoded<R>(part: &str, f: impl FnOnce(&[u8]) -> R) -> Result<R, AuthError> {
+    let mut stack = [0; 384];
+    if part.len() / 4 * 3 + 3 <= stack.len() {
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(part, &mut stack)
+            .map_err(|_| AuthError::MalformedToken)?;
+        Ok(f(&stack[..len]))
+    } else {
+        Ok(f(&decode_part(part)?))
     }
 }
 
@@ -235,7 +349,7 @@ mod tests {
         assert!(Jws::split("a.b").is_err());
         assert!(Jws::split("e30.e30.x.y").is_err());
         assert!(Jws::split("e30.e30.").is_ok());
-        assert!(Jws::split("!!.e30.x").is_err());
+        assert!(Jws::split("!!.e30.x").unwrap().header().is_err());
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Token validation: choose the issuer's policy, pick the key, verify, check the claims,
 //! decode the claims type; remember tokens that passed when a cache is configured.
 //!
-//! Each token is decoded once: the header into a borrowed view ([`jws`]), the payload into
-//! one buffer that the registered claims ([`registered`]) and then the claims type `C` are
-//! read from. Everything configurable is fixed when the layer is built; keys are read from
+//! Each token is decoded once: the header into a view of the members used ([`jws`]), which a
+//! thread remembers for the next token with the same header; the payload, once the signature
+//! verifies, into a reused buffer, from which the claims type `C` is decoded while the
+//! registered claims ([`registered`]) are read from its members as they go by ([`tap`]).
+//! Everything configurable is fixed when the layer is built; keys are read from
 //! a lock-free snapshot and may change at run time (rotation, JWKS refresh). Nothing here
 //! knows about HTTP.
 
@@ -11,6 +13,7 @@ mod cache;
 pub(crate) mod jws;
 mod policy;
 mod registered;
+mod tap;
 mod validator;
 
 pub use policy::{DEFAULT_LEEWAY, MAX_LEEWAY};

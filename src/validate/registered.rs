@@ -7,7 +7,7 @@ use std::{borrow::Cow, fmt, sync::Arc};
 
 use serde::{
     Deserialize, Deserializer,
-    de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor},
+    de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor},
 };
 
 use crate::{
@@ -113,6 +113,187 @@ impl<'p> Registered<'p> {
     }
 }
 
+/// The members this crate reads, by name.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Member {
+    Iss,
+    Sub,
+    Jti,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Cnf,
+    Scope,
+    Scp,
+    Other,
+}
+
+impl Member {
+    pub(super) fn of(key: &str) -> Self {
+        match key {
+            "iss" => Self::Iss,
+            "sub" => Self::Sub,
+            "jti" => Self::Jti,
+            "aud" => Self::Aud,
+            "exp" => Self::Exp,
+            "nbf" => Self::Nbf,
+            "iat" => Self::Iat,
+            "cnf" => Self::Cnf,
+            "scope" => Self::Scope,
+            "scp" => Self::Scp,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The registered claims of one payload while its members go by, in whatever pass reads
+/// them: [`Registered::read`]'s own, or the claims type's ([`super::tap`]).
+pub(super) struct Reading<'p, 'r> {
+    r: Registered<'p>,
+    // `scope` is a space-separated string (RFC 8693); `scp`, which several identity
+    // providers use instead, a string or an array of strings.
+    scope: Option<OneOrMany<'p>>,
+    scp: Option<OneOrMany<'p>>,
+    required: &'r [Arc<str>],
+    /// Per required claim: present (and not `null`), and seen at all; on the stack for the
+    /// usual few.
+    flags: Flags,
+}
+
+enum Flags {
+    Few([(bool, bool); 16]),
+    Many(Vec<(bool, bool)>),
+}
+
+impl<'p, 'r> Reading<'p, 'r> {
+    pub(super) fn new(required: &'r [Arc<str>]) -> Self {
+        let flags = match required.len() {
+            0..=16 => Flags::Few([(false, false); 16]),
+            n => Flags::Many(vec![(false, false); n]),
+        };
+        Self {
+            r: Registered::default(),
+            scope: None,
+            scp: None,
+            required,
+            flags,
+        }
+    }
+
+    /// Which required claim `key` is, if one.
+    pub(super) fn required_index(&self, key: &str) -> Option<usize> {
+        self.required.iter().position(|name| **name == *key)
+    }
+
+    /// Records that required claim `i` occurred, `present` if not `null`. A required claim
+    /// given twice would satisfy the check with one value while the application's claims
+    /// type reads the other.
+    pub(super) fn occurred<E: serde::de::Error>(
+        &mut self,
+        i: usize,
+        present: bool,
+    ) -> Result<(), E> {
+        let flags = match &mut self.flags {
+            Flags::Few(flags) => &mut flags[i],
+            Flags::Many(flags) => &mut flags[i],
+        };
+        if flags.1 {
+            return Err(E::custom("a required claim appears twice"));
+        }
+        *flags = (present, true);
+        Ok(())
+    }
+
+    /// Stores a string member (`iss`, `sub`, `jti`); whether it is present.
+    pub(super) fn string<E: serde::de::Error>(
+        &mut self,
+        member: Member,
+        value: Option<Cow<'p, str>>,
+    ) -> Result<bool, E> {
+        let slot = match member {
+            Member::Iss => &mut self.r.iss,
+            Member::Sub => &mut self.r.sub,
+            _ => &mut self.r.jti,
+        };
+        once(slot, value)
+    }
+
+    /// Stores a NumericDate member (`exp`, `nbf`, `iat`); whether it is present.
+    pub(super) fn date<E: serde::de::Error>(
+        &mut self,
+        member: Member,
+        value: Option<u64>,
+    ) -> Result<bool, E> {
+        let slot = match member {
+            Member::Exp => &mut self.r.exp,
+            Member::Nbf => &mut self.r.nbf,
+            _ => &mut self.r.iat,
+        };
+        once(slot, value)
+    }
+
+    /// Reads any member this crate reads from `de`; whether it is present (not `null`).
+    pub(super) fn value<D: Deserializer<'p>>(
+        &mut self,
+        member: Member,
+        de: D,
+    ) -> Result<bool, D::Error> {
+        match member {
+            Member::Iss | Member::Sub | Member::Jti => {
+                let value = Option::<Str<'p>>::deserialize(de)?;
+                self.string(member, value.map(|s| s.0))
+            }
+            Member::Exp | Member::Nbf | Member::Iat => {
+                let value = Option::<NumericDate>::deserialize(de)?;
+                self.date(member, value.map(|d| d.0))
+            }
+            Member::Aud => once(&mut self.r.aud, Deserialize::deserialize(de)?),
+            Member::Cnf => once(&mut self.r.cnf, Deserialize::deserialize(de)?),
+            Member::Scope => once(&mut self.scope, Deserialize::deserialize(de)?),
+            Member::Scp => once(&mut self.scp, Deserialize::deserialize(de)?),
+            Member::Other => Ok(Option::<IgnoredAny>::deserialize(de)?.is_some()),
+        }
+    }
+
+    /// The registered claims, once every member has gone by.
+    pub(super) fn finish<E: serde::de::Error>(self) -> Result<Registered<'p>, E> {
+        let mut r = self.r;
+        r.scopes = match self.scope.or(self.scp) {
+            Some(OneOrMany::One(s)) => Scopes::from_text(&s),
+            Some(OneOrMany::Many(list)) => {
+                // Each element is one scope-token (RFC 6749 section 3.3): one with a space
+                // inside would smuggle in a second scope.
+                if list.iter().any(|s| !is_scope_token(s)) {
+                    return Err(E::custom("an scp element is not one scope"));
+                }
+                Scopes::from_iter(list.iter().map(|s| &**s))
+            }
+            None => Scopes::default(),
+        };
+        let flags = match &self.flags {
+            Flags::Few(flags) => &flags[..],
+            Flags::Many(flags) => &flags[..],
+        };
+        r.missing = self
+            .required
+            .iter()
+            .zip(flags)
+            .find(|(_, (present, _))| !present)
+            .map(|(name, _)| name.clone());
+        Ok(r)
+    }
+}
+
+/// Fills `slot` with `value`, refusing a member given twice; whether it is present.
+fn once<T, E: serde::de::Error>(slot: &mut Option<T>, value: Option<T>) -> Result<bool, E> {
+    if slot.is_some() {
+        return Err(E::custom("duplicate registered claim"));
+    }
+    *slot = value;
+    Ok(slot.is_some())
+}
+
 struct Seed<'r> {
     required: &'r [Arc<str>],
 }
@@ -133,73 +314,26 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        fn once<T, E: serde::de::Error>(slot: &mut Option<T>, value: Option<T>) -> Result<bool, E> {
-            if slot.is_some() {
-                return Err(E::custom("duplicate registered claim"));
-            }
-            *slot = value;
-            Ok(slot.is_some())
-        }
-        let mut r = Registered::default();
-        // `scope` is a space-separated string (RFC 8693); `scp`, which several identity
-        // providers use instead, a string or an array of strings.
-        let mut scope: Option<OneOrMany<'de>> = None;
-        let mut scp: Option<OneOrMany<'de>> = None;
-        let mut seen = vec![false; self.required.len()];
-        let mut occurred = vec![false; self.required.len()];
+        let mut reading = Reading::new(self.required);
         while let Some(Str(key)) = map.next_key()? {
-            // A member whose value is `null` counts as absent.
-            let present = match &*key {
-                "iss" => once(&mut r.iss, map.next_value::<Option<Str>>()?.map(|s| s.0))?,
-                "sub" => once(&mut r.sub, map.next_value::<Option<Str>>()?.map(|s| s.0))?,
-                "jti" => once(&mut r.jti, map.next_value::<Option<Str>>()?.map(|s| s.0))?,
-                "aud" => once(&mut r.aud, map.next_value()?)?,
-                "exp" => once(
-                    &mut r.exp,
-                    map.next_value::<Option<NumericDate>>()?.map(|d| d.0),
-                )?,
-                "nbf" => once(
-                    &mut r.nbf,
-                    map.next_value::<Option<NumericDate>>()?.map(|d| d.0),
-                )?,
-                "iat" => once(
-                    &mut r.iat,
-                    map.next_value::<Option<NumericDate>>()?.map(|d| d.0),
-                )?,
-                "cnf" => once(&mut r.cnf, map.next_value()?)?,
-                "scope" => once(&mut scope, map.next_value()?)?,
-                "scp" => once(&mut scp, map.next_value()?)?,
-                _ => map.next_value::<Option<IgnoredAny>>()?.is_some(),
-            };
-            // A required claim given twice would satisfy the check with one value while the
-            // application's claims type reads the other.
-            if let Some(i) = self.required.iter().position(|name| **name == *key) {
-                if occurred[i] {
-                    return Err(A::Error::custom("a required claim appears twice"));
-                }
-                occurred[i] = true;
-                seen[i] = present;
+            let member = Member::of(&key);
+            let present = map.next_value_seed(Value(&mut reading, member))?;
+            if let Some(i) = reading.required_index(&key) {
+                reading.occurred(i, present)?;
             }
         }
-        r.scopes = match scope.or(scp) {
-            Some(OneOrMany::One(s)) => Scopes::from_text(&s),
-            Some(OneOrMany::Many(list)) => {
-                // Each element is one scope-token (RFC 6749 section 3.3): one with a space
-                // inside would smuggle in a second scope.
-                if list.iter().any(|s| !is_scope_token(s)) {
-                    return Err(A::Error::custom("an scp element is not one scope"));
-                }
-                Scopes::from_iter(list.iter().map(|s| &**s))
-            }
-            None => Scopes::default(),
-        };
-        r.missing = self
-            .required
-            .iter()
-            .zip(&seen)
-            .find(|(_, seen)| !**seen)
-            .map(|(name, _)| name.clone());
-        Ok(r)
+        reading.finish()
+    }
+}
+
+/// One member's value, read into a [`Reading`].
+struct Value<'a, 'p, 'r>(&'a mut Reading<'p, 'r>, Member);
+
+impl<'p> DeserializeSeed<'p> for Value<'_, 'p, '_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'p>>(self, de: D) -> Result<bool, D::Error> {
+        self.0.value(self.1, de)
     }
 }
 
