@@ -212,9 +212,11 @@ impl Drop for Payload {
     }
 }
 
-/// Gives `buffer` back to its thread-local slot, unless it grew past [`MAX_KEPT_BUFFER`] or
-/// the thread is exiting.
-fn keep(slot: &'static std::thread::LocalKey<Cell<Vec<u8>>>, buffer: Vec<u8>) {
+/// Gives `buffer` back to its thread-local slot, zeroed (with the header, a payload and its
+/// signature would re-encode the token), unless it grew past [`MAX_KEPT_BUFFER`] or the
+/// thread is exiting.
+fn keep(slot: &'static std::thread::LocalKey<Cell<Vec<u8>>>, mut buffer: Vec<u8>) {
+    buffer.fill(0);
     if buffer.capacity() <= MAX_KEPT_BUFFER {
         let _ = slot.try_with(|slot| slot.set(buffer));
     }
