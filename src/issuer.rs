@@ -44,7 +44,7 @@ pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// let token = issuer.issue("alice", "todos:read").unwrap();
 /// assert_eq!(token.expires_in, 1800);
 /// // Checks exactly what `issue` produces; more settings can follow before `build`.
-/// let layer = issuer.layer::<StandardClaims>().cache(10_000).build().unwrap();
+/// let layer = issuer.layer::<StandardClaims>().leeway(Duration::from_secs(5)).build().unwrap();
 /// ```
 #[derive(Clone)]
 pub struct TokenIssuer {

@@ -11,8 +11,8 @@
 //!   ECDSA and EdDSA, from secrets, PEM, DER or JWK. [`KeySet`] picks keys by `kid` and rotates
 //!   without locks; `jwks::JwksSource` (feature `jwks`) fetches and caches an identity
 //!   provider's keys; [`TrustedIssuer`] lets one layer trust several issuers.
-//! - [`Revocations`] refuses tokens before they expire (logout, "log out everywhere"), in one
-//!   process or, with the `redis` feature, on every instance within milliseconds, from a local
+//! - `Revocations` (feature `revocation`) refuses tokens before they expire (logout, "log out
+//!   everywhere"), in one process or, with the `redis` feature, on every instance within milliseconds, from a local
 //!   replica the request path reads without waiting on the network.
 //! - [`Dpop`] checks DPoP-bound tokens and their proofs (RFC 9449), and
 //!   [`ClientCertificate`] certificate-bound ones (RFC 8705): a token bound to a key is never
@@ -75,10 +75,12 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `cache` | no | [`JwtAuthLayerBuilder::cache`]: the validated-token cache (quick_cache) |
+//! | `revocation` | no | `Revocations`: tokens and subjects refused before they expire, from a lock-free local replica (papaya) |
 //! | `password` | no | [`password::Passwords`]: argon2id hashing on tokio's blocking pool; [`throttle::LoginThrottle`]: the OWASP login throttle |
 //! | `jwks` | no | [`jwks::JwksSource`]: cached, self-refreshing JWKS and OIDC discovery over HTTP (hyper-util client); [`introspect::Introspection`] of opaque tokens |
 //! | `jwks-rustls` | no | `jwks` over HTTPS through rustls with the webpki roots |
-//! | `redis` | no | [`RevocationsBuilder::redis`]: revocations shared by every instance through Redis; with `password`, a login throttle shared likewise |
+//! | `redis` | no | (implies `revocation`) `RevocationsBuilder::redis`: revocations shared by every instance through Redis; with `password`, a login throttle shared likewise |
 //! | `axum` | no | [`Claims<C>`] as an axum extractor, [`AuthError`] as an axum response |
 //! | `metrics` | no | counters, gauges and histograms on the `metrics` facade, listed in [`metrics`] |
 //! | `aws-lc-rs` | no | verify with `aws-lc-rs` instead of the pure-Rust RustCrypto crates: faster RSA and ECDSA, slower HMAC (figures in the README), and it needs a C compiler |
@@ -118,6 +120,7 @@ mod ready;
 #[cfg(feature = "redis")]
 mod redis_conn;
 mod rejection;
+#[cfg(feature = "revocation")]
 mod revoke;
 mod sender;
 #[cfg(feature = "password")]
@@ -171,6 +174,8 @@ pub use metadata::{
 pub use original::{OriginalRequest, OriginalRequestError};
 pub use ready::{Check, Readiness};
 pub use rejection::{DEFAULT_REALM, OnRejection};
+#[cfg(feature = "revocation")]
+#[cfg_attr(docsrs, doc(cfg(feature = "revocation")))]
 pub use revoke::{OutOfSync, Revocations, RevocationsBuilder};
 #[cfg(feature = "redis")]
 pub use sender::ReplayFallback;

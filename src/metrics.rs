@@ -297,13 +297,16 @@ mod record {
 
     /// A cache's hits and misses, registered once per cache.
     #[derive(Clone)]
+    #[cfg_attr(not(any(feature = "cache", feature = "jwks")), allow(dead_code))]
     pub(crate) struct CacheMeter {
         hit: Counter,
         miss: Counter,
     }
 
+    #[cfg_attr(not(any(feature = "cache", feature = "jwks")), allow(dead_code))]
     impl CacheMeter {
         /// The validated-token cache's.
+        #[cfg_attr(not(feature = "cache"), allow(dead_code))]
         pub(crate) fn new() -> Self {
             Self::named(TOKEN_CACHE_TOTAL)
         }
@@ -352,6 +355,7 @@ mod record {
     }
 
     /// How many revocations the replica holds.
+    #[cfg_attr(not(feature = "revocation"), allow(dead_code))]
     pub(crate) fn revocations_held(size: usize) {
         gauge!(REVOCATIONS).set(size as f64);
     }

@@ -1,12 +1,13 @@
 //! Whether a layer can serve now: what a readiness probe (`GET /ready`) answers.
 
-use std::{borrow::Cow, fmt, time::Duration};
+use std::{borrow::Cow, fmt};
 
 use serde::Serialize;
 
 /// How far behind its last confirmation the revocation replica may be and still count as in
 /// sync: it confirms at least every half second while it follows Redis.
-pub(crate) const IN_SYNC_WITHIN: Duration = Duration::from_secs(2);
+#[cfg(feature = "revocation")]
+pub(crate) const IN_SYNC_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What [`JwtAuthLayer::readiness`](crate::JwtAuthLayer::readiness) found: one [`Check`] per
 /// part the layer depends on, each ready or saying why not.

@@ -1062,6 +1062,7 @@ async fn a_required_claim_given_twice_is_refused() {
 /// Finding 5: with revocations and no `max_age`, a token whose `iat` lies in the future
 /// escaped `revoke_subject` (which covers tokens issued until now). Such a token is refused
 /// whenever revocations are configured; without them nothing changes.
+#[cfg(feature = "revocation")]
 #[tokio::test]
 async fn with_revocations_an_iat_in_the_future_is_refused() {
     let revocations = tower_jwt_auth::Revocations::in_memory();

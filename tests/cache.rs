@@ -1,5 +1,6 @@
 //! The validated-token cache (`JwtAuthLayer::cache`): what a client and the inner service see
 //! when tokens are presented again, tampered with, expire, or lose their key.
+#![cfg(feature = "cache")]
 
 mod common;
 

@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 use tower_jwt_auth::{
-    AuthError, ConfigError, JwtAuthLayer, JwtAuthLayerBuilder, RequireScope, Revocations,
-    SenderConstraint, StandardClaims, introspect::Introspection,
+    AuthError, ConfigError, JwtAuthLayer, JwtAuthLayerBuilder, RequireScope, SenderConstraint,
+    StandardClaims, introspect::Introspection,
 };
 
 const OPAQUE: &str = "2YotnFZFEjr1zMsPHEZBF1fYvN3H6S8JpWxN";
@@ -617,6 +617,7 @@ async fn discovery_finds_the_endpoint_and_refuses_a_document_for_another_issuer(
     );
 }
 
+#[cfg(feature = "revocation")]
 #[tokio::test]
 async fn revocations_and_scopes_apply_to_introspected_tokens() {
     let server = Server::start().await;
@@ -632,7 +633,7 @@ async fn revocations_and_scopes_apply_to_introspected_tokens() {
             a.insert("scope".into(), json!("todos:read"));
         }),
     );
-    let revocations = Revocations::builder().in_memory();
+    let revocations = tower_jwt_auth::Revocations::builder().in_memory();
     let layer = layer_with(introspection(&server).build().unwrap())
         .revocations(revocations.clone())
         .build()

@@ -201,6 +201,7 @@ async fn rotation_to_a_new_kid_is_picked_up_on_first_sight() {
 
 /// With the token cache on: a refresh that serves the same key keeps its tokens cached (the
 /// claims stay shared), one that drops the key ends them.
+#[cfg(feature = "cache")]
 #[tokio::test]
 async fn a_jwks_refresh_keeps_cached_tokens_of_unchanged_keys_and_ends_dropped_ones() {
     let provider = Provider::start().await;

@@ -1,5 +1,6 @@
 //! Revocation through `JwtAuthLayer::revocations`: in memory, then shared through a real
 //! Redis that each test starts on a free loopback port.
+#![cfg(feature = "revocation")]
 
 mod common;
 #[cfg(feature = "redis")]
@@ -80,6 +81,7 @@ async fn a_revoked_jti_is_refused_with_invalid_token_and_others_pass() {
     assert_eq!(status(&layer, &mint(&good_claims())).await, StatusCode::OK);
 }
 
+#[cfg(feature = "cache")]
 #[tokio::test]
 async fn the_token_cache_never_resurrects_a_revoked_token() {
     let revocations = Revocations::in_memory();

@@ -5,8 +5,8 @@ use jsonwebtoken::Algorithm;
 
 use super::{config::Config, layer::JwtAuthLayer};
 use crate::{
-    ConfigError, Dpop, DpopMode, KeySet, KeySource, OnRejection, Revocations, StandardClaims,
-    TrustedIssuer, VerificationKey,
+    ConfigError, Dpop, DpopMode, KeySet, KeySource, OnRejection, StandardClaims, TrustedIssuer,
+    VerificationKey,
     rejection::{Rejecter, Schemes},
     sender::Senders,
     token::TokenSource,
@@ -56,8 +56,10 @@ pub struct JwtAuthLayerBuilder<C = StandardClaims> {
     optional: bool,
     source: TokenSource,
     on_rejection: Option<Arc<dyn OnRejection>>,
+    #[cfg(feature = "cache")]
     cache: usize,
-    revocations: Option<Revocations>,
+    #[cfg(feature = "revocation")]
+    revocations: Option<crate::Revocations>,
     dpop: Option<Dpop>,
     resource_metadata: Option<String>,
     #[cfg(feature = "jwks")]
@@ -84,7 +86,9 @@ impl<C> Clone for JwtAuthLayerBuilder<C> {
             optional: self.optional,
             source: self.source.clone(),
             on_rejection: self.on_rejection.clone(),
+            #[cfg(feature = "cache")]
             cache: self.cache,
+            #[cfg(feature = "revocation")]
             revocations: self.revocations.clone(),
             dpop: self.dpop.clone(),
             resource_metadata: self.resource_metadata.clone(),
@@ -124,7 +128,9 @@ impl<C> JwtAuthLayerBuilder<C> {
             optional: false,
             source: TokenSource::default(),
             on_rejection: None,
+            #[cfg(feature = "cache")]
             cache: 0,
+            #[cfg(feature = "revocation")]
             revocations: None,
             dpop: None,
             resource_metadata: None,
@@ -356,6 +362,8 @@ impl<C> JwtAuthLayerBuilder<C> {
     /// a function of the token alone, such as [`RequireScope`](crate::RequireScope), still
     /// run on every request. Memory is bounded by `capacity` times the size of a token and
     /// its decoded claims (with the default 8 KiB token limit, at most about 10 KiB each).
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn cache(mut self, capacity: usize) -> Self {
         self.cache = capacity;
         self
@@ -370,7 +378,9 @@ impl<C> JwtAuthLayerBuilder<C> {
     /// With revocations, a token whose `iat` lies in the future (beyond the leeway) is
     /// refused: a "log out everywhere" covers the tokens issued until it, and a token
     /// claiming to be issued later would escape it.
-    pub fn revocations(mut self, revocations: Revocations) -> Self {
+    #[cfg(feature = "revocation")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "revocation")))]
+    pub fn revocations(mut self, revocations: crate::Revocations) -> Self {
         self.revocations = Some(revocations);
         self
     }
@@ -480,7 +490,9 @@ impl<C> JwtAuthLayerBuilder<C> {
         if let Some(max_len) = self.max_token_len {
             validator.max_token_len = max_len;
         }
+        #[cfg(feature = "cache")]
         validator.set_cache(self.cache);
+        #[cfg(feature = "revocation")]
         if let Some(revocations) = self.revocations {
             validator.set_revocations(revocations);
         }
@@ -521,15 +533,15 @@ impl<C> JwtAuthLayerBuilder<C> {
 impl<C> fmt::Debug for JwtAuthLayerBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the keys: an HMAC secret is in there.
-        f.debug_struct("JwtAuthLayerBuilder")
-            .field("issuers", &self.issuers)
+        let mut f = f.debug_struct("JwtAuthLayerBuilder");
+        f.field("issuers", &self.issuers)
             .field("audiences", &self.audiences)
             .field("algorithms", &self.algorithms)
             .field("leeway", &self.leeway)
             .field("max_age", &self.max_age)
-            .field("typ", &self.typ)
-            .field("cache", &self.cache)
-            .field("dpop", &self.dpop)
-            .finish_non_exhaustive()
+            .field("typ", &self.typ);
+        #[cfg(feature = "cache")]
+        f.field("cache", &self.cache);
+        f.field("dpop", &self.dpop).finish_non_exhaustive()
     }
 }

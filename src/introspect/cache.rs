@@ -16,15 +16,21 @@ use tokio::sync::watch;
 
 use super::{Introspection, Settings, remote::Remote};
 use crate::{
-    AuthError, Revocations,
+    AuthError,
     claims::Confirmation,
     keys::RefreshWait,
     metrics,
-    revoke::TokenId,
     validate::{Policy, Registered, Validated, Verdict},
 };
 
 type TokenHash = [u8; 32];
+
+/// What a revocation check needs of an introspected token, kept with its result.
+#[cfg(feature = "revocation")]
+pub(crate) type Revocable = Arc<crate::revoke::TokenId>;
+/// Never made: without the `revocation` feature nothing is revoked.
+#[cfg(not(feature = "revocation"))]
+pub(crate) type Revocable = std::convert::Infallible;
 
 /// A layer's introspection of opaque tokens; clones share the cache and the flights.
 pub(crate) struct Introspector<C> {
@@ -53,7 +59,7 @@ struct Shared<C> {
 enum Outcome<C> {
     Active {
         validated: Validated<C>,
-        revocable: Option<Arc<TokenId>>,
+        revocable: Option<Revocable>,
         until: u64,
     },
     /// Inactive, refused by this layer's checks, or (for the rest of the second) no answer.
@@ -61,6 +67,8 @@ enum Outcome<C> {
 }
 
 impl<C> Clone for Outcome<C> {
+    // Without revocations `Revocable` is `Infallible`, which is `Copy`.
+    #[cfg_attr(not(feature = "revocation"), allow(clippy::clone_on_copy))]
     fn clone(&self) -> Self {
         match self {
             Self::Active {
@@ -124,12 +132,14 @@ impl<C> Introspector<C> {
 impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
     /// The verdict on an opaque `token`: from the cache, or wait for its introspection (one
     /// per token, however many requests carry it) and ask again.
+    /// With a valid verdict, what a revocation check needs of the token (when `revocable`:
+    /// the layer checks revocations), which the validator then runs.
     pub(crate) fn check(
         &self,
         token: &str,
         now: u64,
-        revocations: Option<&Revocations>,
-    ) -> Verdict<C> {
+        revocable: bool,
+    ) -> (Verdict<C>, Option<Revocable>) {
         let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
         if let Some(outcome) = self.shared.results.get(&hash) {
             match outcome {
@@ -139,16 +149,11 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
                     until,
                 } if until >= now => {
                     self.meter.lookup(true);
-                    if let (Some(revocations), Some(id)) = (revocations, &revocable)
-                        && let Err(error) = revocations.check(id.token_ref(), now)
-                    {
-                        return Verdict::Invalid(error);
-                    }
-                    return Verdict::Valid(validated);
+                    return (Verdict::Valid(validated), revocable);
                 }
                 Outcome::Refused { error, until } if until >= now => {
                     self.meter.lookup(true);
-                    return Verdict::Invalid(error);
+                    return (Verdict::Invalid(error), None);
                 }
                 _ => {
                     self.shared.results.remove(&hash);
@@ -156,10 +161,11 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
             }
         }
         self.meter.lookup(false);
-        match self.join_or_start(hash, token, revocations.is_some()) {
+        let verdict = match self.join_or_start(hash, token, revocable) {
             Some(wait) => Verdict::WaitForRemote(wait, AuthError::IntrospectionUnavailable),
             None => Verdict::Invalid(AuthError::IntrospectionUnavailable),
-        }
+        };
+        (verdict, None)
     }
 
     /// A wait for the introspection of `token`: the one in flight, or a new one. `None` when
@@ -297,7 +303,14 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Introspector<C> {
         let Ok(claims) = serde_json::from_slice::<C>(&payload) else {
             return refused(AuthError::InvalidClaims);
         };
-        let revocable = revocable.then(|| Arc::new(TokenId::from(registered.token_ref())));
+        #[cfg(feature = "revocation")]
+        let revocable =
+            revocable.then(|| Arc::new(crate::revoke::TokenId::from(registered.token_ref())));
+        #[cfg(not(feature = "revocation"))]
+        let revocable: Option<Revocable> = {
+            let _ = revocable; // always false: nothing is revoked without the feature
+            None
+        };
         let bound = now.saturating_add(self.settings.cache_ttl.as_secs());
         Outcome::Active {
             validated: Validated::new(claims, registered, policy.dpop),

@@ -56,7 +56,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use http::Uri;
 
-pub(crate) use cache::Introspector;
+pub(crate) use cache::{Introspector, Revocable};
 use remote::{Endpoint, Remote};
 
 use crate::ConfigError;

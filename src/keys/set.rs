@@ -247,6 +247,7 @@ impl Keys {
 
     /// Whether the key with this [`VerificationKey::serial`] is still in the set (and the set is
     /// usable): a cached verdict is only as good as the key behind it.
+    #[cfg(feature = "cache")]
     pub(crate) fn contains(&self, serial: u64) -> bool {
         self.load()
             .is_ok_and(|snapshot| snapshot.keys.iter().any(|k| k.serial == serial))

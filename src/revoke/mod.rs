@@ -31,8 +31,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[cfg(any(feature = "cache", feature = "jwks"))]
+pub(crate) use replica::TokenId;
+pub(crate) use replica::TokenRef;
 use replica::{Key, Replica, Revoked};
-pub(crate) use replica::{TokenId, TokenRef};
 
 use crate::{AuthError, MAX_LEEWAY, MAX_TTL};
 

@@ -90,7 +90,8 @@ pub(crate) struct TokenRef<'t> {
     pub(crate) iat: Option<u64>,
 }
 
-/// A [`TokenRef`] kept beside a cached token.
+/// A [`TokenRef`] kept beside a cached token (or an introspection's result).
+#[cfg(any(feature = "cache", feature = "jwks"))]
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TokenId {
     iss: Box<str>,
@@ -99,6 +100,7 @@ pub(crate) struct TokenId {
     iat: Option<u64>,
 }
 
+#[cfg(any(feature = "cache", feature = "jwks"))]
 impl TokenId {
     pub(crate) fn token_ref(&self) -> TokenRef<'_> {
         TokenRef {
@@ -110,6 +112,7 @@ impl TokenId {
     }
 }
 
+#[cfg(any(feature = "cache", feature = "jwks"))]
 impl From<TokenRef<'_>> for TokenId {
     fn from(t: TokenRef<'_>) -> Self {
         Self {

@@ -12,20 +12,28 @@
 //!   dropped and the token is checked afresh.
 //! - Bounded in entries; each holds the token text and its decoded claims.
 
+#[cfg(feature = "cache")]
 use std::sync::Arc;
 
+#[cfg(feature = "cache")]
 use quick_cache::sync::Cache;
 
 use super::Validated;
-use crate::{keys::Keys, metrics, revoke::TokenId};
+use crate::keys::Keys;
+#[cfg(feature = "cache")]
+use crate::metrics;
+#[cfg(all(feature = "cache", feature = "revocation"))]
+use crate::revoke::TokenId;
 
+#[cfg(feature = "cache")]
 pub(crate) struct TokenCache<C> {
     entries: Arc<Cache<Box<str>, Entry<C>>>,
     capacity: usize,
     meter: metrics::CacheMeter,
 }
 
-/// What a cached token is valid for, besides its claims.
+/// A token that passed: what a cached token is valid for, besides its claims.
+#[cfg_attr(not(feature = "cache"), allow(dead_code))] // read by the cache
 pub(crate) struct Entry<C> {
     pub(crate) validated: Validated<C>,
     /// The last second (since the epoch) the token is acceptable: `exp` plus the leeway.
@@ -35,9 +43,11 @@ pub(crate) struct Entry<C> {
     /// The serial number of the key that verified it (not its `kid`).
     pub(crate) key_serial: u64,
     /// What a revocation check needs (when the layer checks revocations).
+    #[cfg(all(feature = "cache", feature = "revocation"))]
     pub(crate) revocable: Option<Arc<TokenId>>,
 }
 
+#[cfg(feature = "cache")]
 impl<C> TokenCache<C> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
@@ -75,6 +85,7 @@ impl<C> TokenCache<C> {
     }
 }
 
+#[cfg(feature = "cache")]
 impl<C> Clone for TokenCache<C> {
     fn clone(&self) -> Self {
         Self {
@@ -85,10 +96,12 @@ impl<C> Clone for TokenCache<C> {
     }
 }
 
+#[cfg(feature = "cache")]
 impl<C> Clone for Entry<C> {
     fn clone(&self) -> Self {
         Self {
             validated: self.validated.clone(),
+            #[cfg(all(feature = "cache", feature = "revocation"))]
             revocable: self.revocable.clone(),
             keys: self.keys.clone(),
             ..*self
@@ -96,6 +109,7 @@ impl<C> Clone for Entry<C> {
     }
 }
 
+#[cfg(feature = "cache")]
 impl<C> std::fmt::Debug for TokenCache<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the tokens themselves: they are bearer credentials.

@@ -14,7 +14,6 @@ use crate::{
     AuthError, Scopes,
     claims::is_scope_token,
     claims::{Confirmation, NumericDate, Str},
-    revoke::TokenRef,
 };
 
 /// The registered claims of one payload, each `None` when absent or `null`.
@@ -92,8 +91,9 @@ impl<'de> Deserialize<'de> for OneOrMany<'de> {
 
 impl<'p> Registered<'p> {
     /// What a revocation check reads of these claims.
-    pub(crate) fn token_ref(&self) -> TokenRef<'_> {
-        TokenRef {
+    #[cfg(feature = "revocation")]
+    pub(crate) fn token_ref(&self) -> crate::revoke::TokenRef<'_> {
+        crate::revoke::TokenRef {
             iss: self.iss.as_deref().unwrap_or(""),
             jti: self.jti.as_deref(),
             sub: self.sub.as_deref(),

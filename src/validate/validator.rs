@@ -1,21 +1,20 @@
-use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+use std::{collections::HashMap, fmt, marker::PhantomData, sync::Arc, time::Duration};
 
 use jsonwebtoken::Algorithm;
 use serde::de::DeserializeOwned;
 
 use super::{
-    cache::{Entry, TokenCache},
+    cache::Entry,
     jws::{Jws, Payload},
     policy::{ALL_ALGORITHMS, MAX_LEEWAY, Policy, valid_typ},
     registered::Registered,
     tap,
 };
 use crate::{
-    AuthError, ConfigError, DpopMode, Revocations, Scopes, TrustedIssuer,
+    AuthError, ConfigError, DpopMode, Scopes, TrustedIssuer,
     claims::Confirmation,
     keys::{Keys, RefreshWait},
-    ready::{Check, IN_SYNC_WITHIN, Readiness},
-    revoke::TokenId,
+    ready::{Check, Readiness},
     sender::Admission,
     token::DEFAULT_MAX_TOKEN_LEN,
 };
@@ -98,15 +97,19 @@ pub(crate) struct Validator<C> {
     /// Claims that must be present (and not `null`).
     required: Vec<Arc<str>>,
     pub(crate) max_token_len: usize,
-    cache: Option<TokenCache<C>>,
+    #[cfg(feature = "cache")]
+    cache: Option<super::cache::TokenCache<C>>,
     /// Consulted after every other check, on cache hits too.
-    revocations: Option<Revocations>,
+    #[cfg(feature = "revocation")]
+    revocations: Option<crate::Revocations>,
     /// Opaque tokens (not a JWS) go to their authorization server.
     #[cfg(feature = "jwks")]
     introspector: Option<crate::introspect::Introspector<C>>,
     /// Issuers trusted by rule, beside the fixed ones.
     #[cfg(feature = "jwks")]
     discovered: Option<crate::discover::Discovered>,
+    /// What tokens are decoded into (named by the cache and introspection when they are on).
+    claims: PhantomData<fn() -> C>,
 }
 
 impl<C> Validator<C> {
@@ -155,12 +158,15 @@ impl<C> Validator<C> {
             by_issuer,
             required: Vec::new(),
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            #[cfg(feature = "cache")]
             cache: None,
+            #[cfg(feature = "revocation")]
             revocations: None,
             #[cfg(feature = "jwks")]
             introspector: None,
             #[cfg(feature = "jwks")]
             discovered: None,
+            claims: PhantomData,
         }
     }
 
@@ -243,11 +249,45 @@ impl<C> Validator<C> {
         Ok(())
     }
 
+    #[cfg(feature = "cache")]
     pub(crate) fn set_cache(&mut self, capacity: usize) {
-        self.cache = (capacity > 0).then(|| TokenCache::new(capacity));
+        self.cache = (capacity > 0).then(|| super::cache::TokenCache::new(capacity));
     }
 
-    pub(crate) fn set_revocations(&mut self, revocations: Revocations) {
+    /// Whether the layer checks revocations.
+    #[cfg(feature = "jwks")]
+    fn revokes(&self) -> bool {
+        #[cfg(feature = "revocation")]
+        return self.revocations.is_some();
+        #[cfg(not(feature = "revocation"))]
+        false
+    }
+
+    /// An introspection's verdict, refused if its token has been revoked since.
+    #[cfg(feature = "jwks")]
+    fn revoked(
+        &self,
+        verdict: (Verdict<C>, Option<crate::introspect::Revocable>),
+        now: u64,
+    ) -> Verdict<C> {
+        match verdict {
+            #[cfg(feature = "revocation")]
+            (Verdict::Valid(validated), Some(id)) => match &self.revocations {
+                Some(revocations) => match revocations.check(id.token_ref(), now) {
+                    Ok(()) => Verdict::Valid(validated),
+                    Err(error) => Verdict::Invalid(error),
+                },
+                None => Verdict::Valid(validated),
+            },
+            (verdict, _) => {
+                let _ = now;
+                verdict
+            }
+        }
+    }
+
+    #[cfg(feature = "revocation")]
+    pub(crate) fn set_revocations(&mut self, revocations: crate::Revocations) {
         for policy in self.each_policy() {
             policy.refuse_future_iat = true;
         }
@@ -331,11 +371,12 @@ impl<C> Validator<C> {
                 Err(error) => check.failing(error.description()),
             });
         }
+        #[cfg(feature = "revocation")]
         if let Some(revocations) = &self.revocations {
             let check = Check::new("revocations", None);
             checks.push(match revocations.out_of_sync_for() {
                 Duration::MAX => check.failing("not loaded from the shared backend yet"),
-                lag if lag > IN_SYNC_WITHIN => check.failing(format!(
+                lag if lag > crate::ready::IN_SYNC_WITHIN => check.failing(format!(
                     "out of sync with the shared backend for {} s",
                     lag.as_secs()
                 )),
@@ -377,13 +418,15 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Validator<C> {
         if let Some(introspector) = &self.introspector
             && token.bytes().filter(|&b| b == b'.').count() != 2
         {
-            return introspector.check(token, now, self.revocations.as_ref());
+            return self.revoked(introspector.check(token, now, self.revokes()), now);
         }
+        #[cfg(feature = "cache")]
         if let Some(cache) = &self.cache
             && let Some(hit) = cache.get(token, now)
         {
             // Revocations are checked on every hit: a token revoked after it was cached is
             // refused like any other.
+            #[cfg(feature = "revocation")]
             if let (Some(revocations), Some(id)) = (&self.revocations, &hit.revocable)
                 && let Err(error) = revocations.check(id.token_ref(), now)
             {
@@ -392,14 +435,15 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Validator<C> {
             return Verdict::Valid(hit.validated);
         }
         match self.validate(token, now) {
-            Ok(entry) => match &self.cache {
-                Some(cache) => {
+            Ok(entry) => {
+                #[cfg(feature = "cache")]
+                if let Some(cache) = &self.cache {
                     let validated = entry.validated.clone();
                     cache.insert(token, entry);
-                    Verdict::Valid(validated)
+                    return Verdict::Valid(validated);
                 }
-                None => Verdict::Valid(entry.validated),
-            },
+                Verdict::Valid(entry.validated)
+            }
             Err(Failure::Invalid(error)) => Verdict::Invalid(error),
             Err(Failure::KeyMissing(keys, error)) => match keys.refresh() {
                 Some(wait) => Verdict::WaitForRemote(wait, error),
@@ -494,19 +538,22 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Validator<C> {
             None => serde_json::from_slice(payload).map_err(|_| AuthError::InvalidClaims)?,
         };
         // Last: whether a token that passed everything else has been revoked.
-        let mut revocable = None;
+        #[cfg(feature = "revocation")]
         if let Some(revocations) = &self.revocations {
-            let id = registered.token_ref();
-            revocations.check(id, now)?;
-            if self.cache.is_some() {
-                revocable = Some(Arc::new(TokenId::from(id)));
-            }
+            revocations.check(registered.token_ref(), now)?;
         }
+        // What a cache hit needs to check revocations again.
+        #[cfg(all(feature = "cache", feature = "revocation"))]
+        let revocable = match (&self.revocations, &self.cache) {
+            (Some(_), Some(_)) => Some(Arc::new(registered.token_ref().into())),
+            _ => None,
+        };
         Ok(Entry {
             validated: Validated::new(claims, registered, policy.dpop),
             valid_until,
             keys: policy.keys.clone(),
             key_serial: key.serial,
+            #[cfg(all(feature = "cache", feature = "revocation"))]
             revocable,
         })
     }
@@ -519,29 +566,34 @@ impl<C> Clone for Validator<C> {
             by_issuer: self.by_issuer.clone(),
             required: self.required.clone(),
             max_token_len: self.max_token_len,
+            #[cfg(feature = "cache")]
             cache: self.cache.clone(),
+            #[cfg(feature = "revocation")]
             revocations: self.revocations.clone(),
             #[cfg(feature = "jwks")]
             introspector: self.introspector.clone(),
             #[cfg(feature = "jwks")]
             discovered: self.discovered.clone(),
+            claims: PhantomData,
         }
     }
 }
 
 impl<C> fmt::Debug for Validator<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Validator")
-            .field("policies", &self.policies)
+        let mut f = f.debug_struct("Validator");
+        f.field("policies", &self.policies)
             .field("required", &self.required)
-            .field("max_token_len", &self.max_token_len)
-            .field("cache", &self.cache)
-            .field("revocations", &self.revocations)
-            .finish_non_exhaustive()
+            .field("max_token_len", &self.max_token_len);
+        #[cfg(feature = "cache")]
+        f.field("cache", &self.cache);
+        #[cfg(feature = "revocation")]
+        f.field("revocations", &self.revocations);
+        f.finish_non_exhaustive()
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cache"))]
 mod tests {
     use super::*;
     use crate::{KeySource, StandardClaims, VerificationKey};
