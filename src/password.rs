@@ -7,6 +7,10 @@
 //! parameters, so "no such user" and "wrong password" cost the same time. Passwords longer
 //! than [`MAX_PASSWORD_LEN`] are refused before hashing; none is ever truncated.
 //!
+//! [`PasswordGrant`] reads the password grant's token request (RFC 6749 section 4.3.2) from a
+//! `POST /login` body, form or JSON, and says why one is refused ([`GrantError`], with its
+//! status).
+//!
 //! ```
 //! use tower_jwt_auth::password::Passwords;
 //!
@@ -38,6 +42,9 @@ use argon2::{
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::ConfigError;
+
+mod grant;
+pub use grant::{GrantError, MAX_USERNAME_LEN, PasswordGrant};
 
 /// The longest password accepted, in bytes.
 pub const MAX_PASSWORD_LEN: usize = 1024;

@@ -188,3 +188,131 @@ async fn without_redis_the_throttle_counts_locally_and_says_so() {
     // Three attempts judged here alone, the refused one included.
     assert_eq!(throttle.local_fallbacks(), 3);
 }
+
+/// `PasswordGrant::parse`: the token request of RFC 6749 section 4.3.2 as a form, or the
+/// same members as JSON; each refusal with its status, error code and description.
+#[test]
+fn a_password_grant_is_read_from_a_form_or_json_and_refused_clearly() {
+    use http::{HeaderValue, StatusCode};
+    use tower_jwt_auth::password::{GrantError, MAX_USERNAME_LEN, PasswordGrant};
+
+    let form = HeaderValue::from_static("Application/X-WWW-Form-Urlencoded; charset=UTF-8");
+    let json = HeaderValue::from_static("application/json");
+    let parse =
+        |media: &HeaderValue, body: &str| PasswordGrant::parse(Some(media), body.as_bytes());
+
+    let grant = parse(
+        &form,
+        "grant_type=password&username=al%20ice&password=p%26w&scope=a+b",
+    )
+    .unwrap();
+    assert_eq!(grant.username(), "al ice");
+    assert_eq!(grant.password(), "p&w");
+    assert_eq!(grant.scope(), Some("a b"));
+    let grant = parse(
+        &json,
+        r#"{"username":"bob","password":"builder","client_id":"x"}"#,
+    );
+    assert_eq!(grant.unwrap().password(), "builder");
+    // Unknown form parameters are ignored (RFC 6749 section 3.2).
+    assert!(parse(&form, "username=a&password=b&client_id=c").is_ok());
+    let longest = format!("username={}&password=b", "u".repeat(MAX_USERNAME_LEN));
+    assert!(parse(&form, &longest).is_ok());
+
+    let refusals = [
+        (parse(&form, "username=a"), GrantError::Missing),
+        (parse(&json, r#"{"password":"b"}"#), GrantError::Missing),
+        (
+            parse(&form, "username=a&username=b&password=c"),
+            GrantError::Malformed,
+        ),
+        (
+            parse(&json, r#"{"username":"a","username":"b","password":"c"}"#),
+            GrantError::Malformed,
+        ),
+        (
+            parse(&json, r#"["alice","wonderland"]"#),
+            GrantError::Malformed,
+        ),
+        (
+            parse(&json, r#"{"username":1,"password":"b"}"#),
+            GrantError::Malformed,
+        ),
+        (
+            parse(
+                &form,
+                &format!("username={}&password=b", "u".repeat(MAX_USERNAME_LEN + 1)),
+            ),
+            GrantError::TooLong,
+        ),
+        (
+            parse(&form, &format!("username=a&password={}", "p".repeat(1025))),
+            GrantError::TooLong,
+        ),
+        (
+            parse(&form, "grant_type=client_credentials&username=a&password=b"),
+            GrantError::UnsupportedGrantType,
+        ),
+        (
+            parse(
+                &HeaderValue::from_static("text/plain"),
+                "username=a&password=b",
+            ),
+            GrantError::UnsupportedMediaType,
+        ),
+        (
+            PasswordGrant::parse(None, b"username=a&password=b"),
+            GrantError::UnsupportedMediaType,
+        ),
+    ];
+    for (got, want) in refusals {
+        assert_eq!(got.unwrap_err(), want);
+    }
+    let answers: Vec<_> = [
+        GrantError::UnsupportedMediaType,
+        GrantError::Malformed,
+        GrantError::Missing,
+        GrantError::TooLong,
+        GrantError::UnsupportedGrantType,
+    ]
+    .iter()
+    .map(|e| (e.status(), e.error_code(), e.description()))
+    .collect();
+    assert_eq!(
+        answers,
+        [
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "send application/x-www-form-urlencoded or application/json"
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "malformed login body"
+            ),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "username and password are required"
+            ),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "username or password too long"
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be password"
+            ),
+        ]
+    );
+    // Never the password in `Debug`.
+    let grant = parse(&form, "username=alice&password=wonderland").unwrap();
+    let shown = format!("{grant:?}");
+    assert!(
+        shown.contains("alice") && !shown.contains("wonderland"),
+        "{shown}"
+    );
+}

