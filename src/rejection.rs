@@ -332,6 +332,39 @@ impl AuthError {
     /// ([`KeysUnavailable`](Self::KeysUnavailable)) carries `Retry-After` instead of a
     /// challenge: the client's credentials are not in question.
     pub fn response(&self, realm: &str) -> Response<Bytes> {
+        let mut response = self.json_response(self.status(), "unauthorized");
+        if self.status() != StatusCode::SERVICE_UNAVAILABLE {
+            let challenge = self.challenge(realm);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+
+    /// The refusal of a token request whose DPoP proof failed
+    /// ([`DpopVerifier::check_token_request`](crate::DpopVerifier::check_token_request)) as
+    /// an authorization server answers it (RFC 9449 section 5, RFC 6749 section 5.2): `400`
+    /// with `{"error": ..., "error_description": ...}` (`invalid_dpop_proof`, or
+    /// `use_dpop_nonce` with the `DPoP-Nonce` to retry with, section 8), `Cache-Control:
+    /// no-store`; `503` with `Retry-After` when the replay store cannot be reached.
+    pub fn token_request_response(&self) -> Response<Bytes> {
+        let status = match self.status() {
+            StatusCode::SERVICE_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut response = self.json_response(status, "invalid_request");
+        if let Self::UseDpopNonce { nonce } = self
+            && let Ok(nonce) = HeaderValue::try_from(&**nonce)
+        {
+            response.headers_mut().insert("dpop-nonce", nonce);
+        }
+        response
+    }
+
+    /// `status` with the JSON error body (`error` is `fallback` for an error without a
+    /// code), `Cache-Control: no-store`, and `Retry-After` on a `503`.
+    fn json_response(&self, status: StatusCode, fallback: &'static str) -> Response<Bytes> {
         #[derive(serde::Serialize)]
         struct Body<'a> {
             error: &'a str,
@@ -339,20 +372,18 @@ impl AuthError {
         }
         let description = self.description();
         let body = serde_json::to_vec(&Body {
-            error: match self.status() {
+            error: match status {
                 StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
-                _ => self.error_code().unwrap_or("unauthorized"),
+                _ => self.error_code().unwrap_or(fallback),
             },
             error_description: &description,
         })
         .unwrap_or_default();
         let mut response = Response::new(Bytes::from(body));
-        *response.status_mut() = self.status();
+        *response.status_mut() = status;
         let headers = response.headers_mut();
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        } else {
-            headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
         }
         headers.insert(
             header::CONTENT_TYPE,
@@ -494,5 +525,36 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
         assert_eq!(body["error"], "invalid_request");
         assert_eq!(body["error_description"], "duplicate header");
+    }
+
+    #[test]
+    fn a_token_request_refusal_is_an_oauth_error_with_the_nonce_to_use() {
+        let body = |res: &Response<Bytes>| -> serde_json::Value {
+            serde_json::from_slice(res.body()).unwrap()
+        };
+        let nonce = AuthError::UseDpopNonce {
+            nonce: "n-1".into(),
+        };
+        let res = nonce.token_request_response();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.headers()["dpop-nonce"], "n-1");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(body(&res)["error"], "use_dpop_nonce");
+
+        let res =
+            AuthError::InvalidDpopProof("the DPoP proof has expired").token_request_response();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(!res.headers().contains_key("dpop-nonce"));
+        assert_eq!(body(&res)["error"], "invalid_dpop_proof");
+        assert_eq!(
+            body(&res)["error_description"],
+            "the DPoP proof has expired"
+        );
+
+        let res = AuthError::DpopUnavailable.token_request_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(body(&res)["error"], "temporarily_unavailable");
     }
 }

@@ -51,7 +51,7 @@ use tower_jwt_auth::{
     introspect::Introspection,
     jwks::JwksSource,
     password::{PasswordGrant, Passwords},
-    throttle::{LoginError, LoginThrottle, TrustedProxies},
+    throttle::{LoginThrottle, TrustedProxies},
 };
 
 /// The todo server's settings: `--help` lists each with its environment variable.
@@ -818,7 +818,7 @@ async fn login(app: &App, req: Request<Incoming>) -> Answer {
         Some(dpop) if req.headers().contains_key("dpop") || app.dpop_required => Some(
             dpop.check_token_request(&req)
                 .await
-                .map_err(|e| dpop_refusal(&e))?,
+                .map_err(|e| e.token_request_response().map(|b| Full::from(b).boxed()))?,
         ),
         _ => None,
     };
@@ -855,25 +855,14 @@ async fn login(app: &App, req: Request<Incoming>) -> Answer {
             Err(_) => refused(StatusCode::INTERNAL_SERVER_ERROR, "could not issue a token"),
         },
         Ok(false) => refused(StatusCode::UNAUTHORIZED, "Invalid username or password"),
-        Err(LoginError::Throttled(t)) => {
-            let res = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed logins; try again later",
-            );
-            Err(retry(res, t.retry_after_secs()))
+        // Locked (429), or a login storm refused at once rather than queued (503).
+        Err(e) => {
+            let res = error(e.status(), e.description());
+            Err(match e.retry_after_secs() {
+                Some(secs) => retry(res, secs),
+                None => res,
+            })
         }
-        // A login storm: refuse quickly rather than queue without limit.
-        Err(LoginError::Busy) => {
-            let res = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many logins at once; try again shortly",
-            );
-            Err(retry(res, 1))
-        }
-        Err(_) => refused(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "could not verify the password",
-        ),
     }
 }
 
@@ -917,23 +906,6 @@ fn rejection(error: &AuthError, realm: &str) -> Response<Bytes> {
     error
         .response(realm)
         .map(|_| Bytes::from(detail.unwrap_or_default()))
-}
-
-/// A login's bad DPoP proof, as a token endpoint answers it (RFC 9449 section 5): `400`
-/// with the OAuth error code, and a nonce to retry with when one is asked for.
-fn dpop_refusal(error: &AuthError) -> Response<Body> {
-    let body = json!({"error": error.error_code(), "error_description": error.description()});
-    let status = match error.status() {
-        StatusCode::SERVICE_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let mut res = json(status, &body);
-    if let AuthError::UseDpopNonce { nonce } = error
-        && let Ok(nonce) = HeaderValue::try_from(&**nonce)
-    {
-        res.headers_mut().insert("dpop-nonce", nonce);
-    }
-    res
 }
 
 fn retry(mut res: Response<Body>, secs: u64) -> Response<Body> {

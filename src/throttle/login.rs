@@ -305,6 +305,37 @@ impl fmt::Display for LoginError {
 
 impl std::error::Error for LoginError {}
 
+impl LoginError {
+    /// The status to answer with: `429` when throttled, `503` when every password worker is
+    /// busy, `500` when the password could not be checked.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Self::Throttled(_) => http::StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy => http::StatusCode::SERVICE_UNAVAILABLE,
+            Self::Password(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `Retry-After` to send with it, in seconds: until the lock ends, or `1` when busy.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Throttled(throttled) => Some(throttled.retry_after_secs()),
+            Self::Busy => Some(1),
+            Self::Password(_) => None,
+        }
+    }
+
+    /// What to tell the client: never which of pair or account is locked, nor why a stored
+    /// hash could not be read.
+    pub fn description(&self) -> &'static str {
+        match self {
+            Self::Throttled(_) => "too many failed logins; try again later",
+            Self::Busy => "too many logins at once; try again shortly",
+            Self::Password(_) => "could not verify the password",
+        }
+    }
+}
+
 impl LoginThrottle {
     /// The whole protocol in one call: [`begin`](Self::begin) (counted before the password
     /// is checked), [`Passwords::verify`] against `phc` (`None` for an unknown user: the same
@@ -408,5 +439,33 @@ impl fmt::Debug for Attempt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The username is not secret, but it is personal data: not in logs.
         f.debug_struct("Attempt").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::StatusCode;
+
+    use super::{LoginError, Throttled};
+
+    #[test]
+    fn each_login_error_says_how_to_answer() {
+        let locked = LoginError::Throttled(Throttled {
+            retry_after: Duration::from_millis(1500),
+        });
+        let answers = [locked, LoginError::Busy].map(|e| (e.status(), e.retry_after_secs()));
+        assert_eq!(
+            answers,
+            [
+                (StatusCode::TOO_MANY_REQUESTS, Some(2)),
+                (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+            ]
+        );
+        assert_eq!(
+            LoginError::Busy.description(),
+            "too many logins at once; try again shortly"
+        );
     }
 }
