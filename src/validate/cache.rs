@@ -27,7 +27,9 @@ use crate::revoke::TokenId;
 
 #[cfg(feature = "cache")]
 pub(crate) struct TokenCache<C> {
-    entries: Arc<Cache<Box<str>, Entry<C>>>,
+    /// Each entry behind an `Arc`: a hit clones that one pointer, not the entry's `Keys`,
+    /// whose count every token of the issuer shares (two threads would fight over it).
+    entries: Arc<Cache<Box<str>, Arc<Entry<C>>>>,
     capacity: usize,
     meter: metrics::CacheMeter,
 }
@@ -59,13 +61,13 @@ impl<C> TokenCache<C> {
 
     /// The cached result for `token`, if it is still valid at `now` and the key that
     /// verified it is still in its issuer's set.
-    pub(crate) fn get(&self, token: &str, now: u64) -> Option<Entry<C>> {
+    pub(crate) fn get(&self, token: &str, now: u64) -> Option<Arc<Entry<C>>> {
         let found = self.lookup(token, now);
         self.meter.lookup(found.is_some());
         found
     }
 
-    fn lookup(&self, token: &str, now: u64) -> Option<Entry<C>> {
+    fn lookup(&self, token: &str, now: u64) -> Option<Arc<Entry<C>>> {
         let entry = self.entries.get(token)?;
         if entry.valid_until >= now && entry.keys.contains(entry.key_serial) {
             Some(entry)
@@ -76,7 +78,7 @@ impl<C> TokenCache<C> {
     }
 
     pub(crate) fn insert(&self, token: &str, entry: Entry<C>) {
-        self.entries.insert(token.into(), entry);
+        self.entries.insert(token.into(), Arc::new(entry));
     }
 
     #[cfg(test)]
@@ -92,19 +94,6 @@ impl<C> Clone for TokenCache<C> {
             entries: self.entries.clone(),
             capacity: self.capacity,
             meter: self.meter.clone(),
-        }
-    }
-}
-
-#[cfg(feature = "cache")]
-impl<C> Clone for Entry<C> {
-    fn clone(&self) -> Self {
-        Self {
-            validated: self.validated.clone(),
-            #[cfg(all(feature = "cache", feature = "revocation"))]
-            revocable: self.revocable.clone(),
-            keys: self.keys.clone(),
-            ..*self
         }
     }
 }

@@ -432,7 +432,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Validator<C> {
             {
                 return Verdict::Invalid(error);
             }
-            return Verdict::Valid(hit.validated);
+            return Verdict::Valid(hit.validated.clone());
         }
         match self.validate(token, now) {
             Ok(entry) => {
