@@ -9,7 +9,8 @@
 //!
 //! [`PasswordGrant`] reads the password grant's token request (RFC 6749 section 4.3.2) from a
 //! `POST /login` body, form or JSON, and says why one is refused ([`GrantError`], with its
-//! status).
+//! status). [`PasswordLogin`] is the whole `POST /login` as one tower service: the DPoP
+//! proof, the grant, the account lookup, the [login throttle](crate::throttle), the token.
 //!
 //! ```
 //! use tower_jwt_auth::password::Passwords;
@@ -44,7 +45,11 @@ use tokio::sync::{OnceCell, Semaphore};
 use crate::ConfigError;
 
 mod grant;
+mod login;
 pub use grant::{GrantError, MAX_USERNAME_LEN, PasswordGrant};
+pub use login::{
+    Account, Accounts, DEFAULT_MAX_BODY, LoginRefusal, PasswordLogin, PasswordLoginBuilder,
+};
 
 /// The longest password accepted, in bytes.
 pub const MAX_PASSWORD_LEN: usize = 1024;

@@ -45,13 +45,13 @@ use tokio_rustls::TlsAcceptor;
 use tower::{ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService};
 use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
 use tower_jwt_auth::{
-    AuthError, Claims, ClientCertificate, Dpop, DpopMode, DpopVerifier, ForwardedCertificates,
-    JwtAuthLayer, MAX_TTL, OutOfSync, ProtectedResourceMetadata, RequireScope, Revocations,
-    StandardClaims, TokenIssuer, TrustedIssuer,
+    AuthError, Claims, ClientCertificate, Dpop, DpopMode, ForwardedCertificates, JwtAuthLayer,
+    MAX_TTL, OutOfSync, ProtectedResourceMetadata, RequireScope, Revocations, StandardClaims,
+    TokenIssuer, TrustedIssuer,
     introspect::Introspection,
     jwks::JwksSource,
-    password::{PasswordGrant, Passwords},
-    throttle::{LoginThrottle, TrustedProxies},
+    password::{Account, LoginRefusal, PasswordLogin, Passwords},
+    throttle::LoginThrottle,
 };
 
 /// The todo server's settings: `--help` lists each with its environment variable.
@@ -176,18 +176,12 @@ struct App {
     issuer: TokenIssuer,
     /// The validating side, asked by `GET /ready` whether it can serve.
     auth: JwtAuthLayer,
-    passwords: Passwords,
-    throttle: LoginThrottle,
-    proxies: TrustedProxies,
+    /// `POST /login`: the password grant, throttled, bound to a DPoP key when asked.
+    login: PasswordLogin<HashMap<String, Account>>,
     /// Logouts; shared through Redis with `REDIS_URL`.
     revocations: Revocations,
-    /// Checks the proofs of logins that ask for DPoP-bound tokens; `None` with `DPOP=off`.
-    dpop: Option<DpopVerifier>,
-    dpop_required: bool,
     /// The RFC 9728 document, when `PUBLIC_URL` allows one.
     metadata: Option<ProtectedResourceMetadata>,
-    /// The demo users: name -> (argon2id PHC string, scopes granted).
-    users: HashMap<&'static str, (String, &'static str)>,
     /// Each user's todos. A user is (`iss`, `sub`): `sub` is unique only within its issuer.
     todos: Mutex<HashMap<Owner, Vec<Value>>>,
     next_id: AtomicU64,
@@ -291,18 +285,15 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
                 .redis(redis.clone())
                 .redis_key_prefix("todo-server:dpop");
         }
-        if s.dpop_nonce {
-            dpop = dpop.nonces(match &s.dpop_nonce_secret {
-                Some(secret) => secret.as_bytes().to_vec(),
-                None => {
-                    tracing::warn!(
-                        "DPOP_NONCE_SECRET is not set: nonces are good on this instance only"
-                    );
-                    let mut secret = vec![0; 32];
-                    getrandom::fill(&mut secret).expect("randomness");
-                    secret
-                }
-            });
+        match (&s.dpop_nonce_secret, s.dpop_nonce) {
+            (Some(secret), true) => dpop = dpop.nonces(secret),
+            (None, true) => {
+                tracing::warn!(
+                    "DPOP_NONCE_SECRET is not set: nonces are good on this instance only"
+                );
+                dpop = dpop.random_nonces();
+            }
+            (_, false) => {}
         }
         dpop
     });
@@ -356,26 +347,30 @@ async fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     }
     let auth: JwtAuthLayer = auth.build()?;
 
+    // The demo users, and the dummy hash unknown users are checked against, made now.
     let passwords = Passwords::new();
     let mut users = HashMap::new();
     for (name, password, scope) in [
         ("alice", "wonderland", "todos:read todos:write"),
         ("bob", "builder", "todos:read"),
     ] {
-        users.insert(name, (passwords.hash(password).await?, scope));
+        let phc = passwords.hash(password).await?;
+        users.insert(name.to_owned(), Account::new(phc, scope));
     }
-    // The dummy hash unknown users are checked against, made now.
     passwords.verify("warm-up", None).await?;
+    let mut login = PasswordLogin::builder(issuer.clone(), users)
+        .passwords(passwords)
+        .throttle(throttle)
+        .trusted_proxies(s.trusted_proxies.clone())
+        .on_refusal(login_refusal);
+    if let Some(dpop) = dpop {
+        login = login.dpop(dpop);
+    }
     let app = Arc::new(App {
         issuer,
         auth: auth.clone(),
-        passwords,
-        throttle: throttle.build()?,
-        proxies: TrustedProxies::new(s.trusted_proxies.clone()),
+        login: login.build()?,
         revocations: revocations.clone(),
-        dpop_required: matches!(s.dpop, DpopSetting::Required),
-        dpop: dpop.map(Dpop::verifier).transpose()?,
-        users,
         metadata,
         todos: Mutex::default(),
         next_id: AtomicU64::new(1),
@@ -682,7 +677,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         .map(|(iss, sub)| (iss.to_owned(), sub.to_owned()))
         .unwrap_or_default();
     let answer = match route {
-        Route::Login => login(&app, req).await,
+        Route::Login => Ok(app.login.clone().oneshot(req).await?.map(BodyExt::boxed)),
         // Liveness: the process answers.
         Route::Health => Ok(json(StatusCode::OK, &json!({"status": "ok"}))),
         // Readiness: keys loaded for every issuer, logouts in sync, introspection answering;
@@ -811,61 +806,6 @@ async fn published(app: &App) -> Answer {
     Err(retry(error(StatusCode::SERVICE_UNAVAILABLE, detail), 5))
 }
 
-/// `POST /login`: the OAuth2 password form (or JSON) in, a bearer token out; with a `DPoP`
-/// proof (RFC 9449 section 5), a token bound to the proof's key.
-async fn login(app: &App, req: Request<Incoming>) -> Answer {
-    let jkt = match &app.dpop {
-        Some(dpop) if req.headers().contains_key("dpop") || app.dpop_required => Some(
-            dpop.check_token_request(&req)
-                .await
-                .map_err(|e| e.token_request_response().map(|b| Full::from(b).boxed()))?,
-        ),
-        _ => None,
-    };
-    let peer = req
-        .extensions()
-        .get::<SocketAddr>()
-        .map_or([0; 4].into(), SocketAddr::ip);
-    let client = app.proxies.client_ip(peer, req.headers());
-    let media = req.headers().get(header::CONTENT_TYPE).cloned();
-    let body = read_body(req).await?;
-    let grant = PasswordGrant::parse(media.as_ref(), &body)
-        .map_err(|e| error(e.status(), e.description()))?;
-    let (username, password) = (grant.username(), grant.password());
-    // Counted before the password is checked; an unknown user is checked against a dummy
-    // hash: same time, same answer.
-    let (phc, scope) = app
-        .users
-        .get(username)
-        .map_or((None, ""), |(phc, scope)| (Some(phc.as_str()), *scope));
-    let refused = |status, detail| Err(error(status, detail));
-    match app
-        .throttle
-        .verify(&app.passwords, username, client, password, phc)
-        .await
-    {
-        Ok(true) => match match &jkt {
-            Some(jkt) => app.issuer.issue_bound(username, scope, jkt),
-            None => app.issuer.issue(username, scope),
-        } {
-            Ok(token) => {
-                tracing::info!(user = %username, "login succeeded");
-                Ok(json(StatusCode::OK, &token))
-            }
-            Err(_) => refused(StatusCode::INTERNAL_SERVER_ERROR, "could not issue a token"),
-        },
-        Ok(false) => refused(StatusCode::UNAUTHORIZED, "Invalid username or password"),
-        // Locked (429), or a login storm refused at once rather than queued (503).
-        Err(e) => {
-            let res = error(e.status(), e.description());
-            Err(match e.retry_after_secs() {
-                Some(secs) => retry(res, secs),
-                None => res,
-            })
-        }
-    }
-}
-
 /// The whole body, at most `MAX_BODY` bytes: `413` past the limit, `400` if it breaks.
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
@@ -895,17 +835,33 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
 }
 
 /// Every error has one body shape, `{"detail": "..."}` (the seed app's FastAPI shape).
-fn error(status: StatusCode, detail: &str) -> Response<Body> {
-    json(status, &json!({ "detail": detail }))
+fn error(status: StatusCode, text: &str) -> Response<Body> {
+    let mut res = json(status, &());
+    *res.body_mut() = Full::from(detail(text)).boxed();
+    res
+}
+
+fn detail(text: &str) -> Bytes {
+    serde_json::to_vec(&json!({ "detail": text })).map_or_else(|_| Bytes::new(), Bytes::from)
 }
 
 /// The layers' rejections in the same shape, with their status and headers (the RFC 6750
 /// challenge with its error code, or `Retry-After`).
 fn rejection(error: &AuthError, realm: &str) -> Response<Bytes> {
-    let detail = serde_json::to_vec(&json!({ "detail": error.description() }));
-    error
-        .response(realm)
-        .map(|_| Bytes::from(detail.unwrap_or_default()))
+    error.response(realm).map(|_| detail(&error.description()))
+}
+
+/// Login refusals in that shape too, with their status and `Retry-After`; a wrong password
+/// is the seed's `401`. A DPoP proof's refusal stays RFC 9449's, which DPoP clients read.
+fn login_refusal(refusal: &LoginRefusal) -> Response<Bytes> {
+    let mut res = refusal.response();
+    if !refusal.is_dpop() {
+        if *refusal == LoginRefusal::InvalidCredentials {
+            *res.status_mut() = StatusCode::UNAUTHORIZED;
+        }
+        *res.body_mut() = detail(&refusal.description());
+    }
+    res
 }
 
 fn retry(mut res: Response<Body>, secs: u64) -> Response<Body> {

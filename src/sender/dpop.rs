@@ -65,7 +65,10 @@ pub struct Dpop {
     algorithms: Option<Vec<String>>,
     proof_lifetime: Duration,
     clock_skew: Duration,
-    nonce_secret: Option<Vec<u8>>,
+    /// `Err` when [`random_nonces`](Dpop::random_nonces) found no randomness: reported by
+    /// `build`. Drawn when set, so that every verifier built from these settings (a layer's,
+    /// a token endpoint's) shares it.
+    nonce_secret: Option<Result<Vec<u8>, getrandom::Error>>,
     nonce_rotation: Duration,
     replay_capacity: usize,
     #[cfg(feature = "redis")]
@@ -153,7 +156,18 @@ impl Dpop {
     /// is good for the step it was made in and the next; a response to a proof with the
     /// previous step's nonce carries the current one.
     pub fn nonces(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.nonce_secret = Some(secret.as_ref().to_vec());
+        self.nonce_secret = Some(Ok(secret.as_ref().to_vec()));
+        self
+    }
+
+    /// Server-provided nonces as [`nonces`](Self::nonces) makes them, from a random secret
+    /// drawn now: good on this process only. A client that reaches another instance is
+    /// answered `use_dpop_nonce` once more (one extra round trip); give every instance the
+    /// same secret with [`nonces`](Self::nonces) instead. Every verifier built from these
+    /// settings, and from their clones, shares the secret.
+    pub fn random_nonces(mut self) -> Self {
+        let mut secret = vec![0; 32];
+        self.nonce_secret = Some(getrandom::fill(&mut secret).map(|()| secret));
         self
     }
 
@@ -280,7 +294,12 @@ impl Dpop {
             ));
         }
         let nonces = match &self.nonce_secret {
-            Some(secret) => Some(Nonces::new(secret, self.nonce_rotation)?),
+            Some(Ok(secret)) => Some(Nonces::new(secret, self.nonce_rotation)?),
+            Some(Err(_)) => {
+                return Err(ConfigError::InvalidValue(
+                    "random_nonces found no randomness: pass a secret to nonces",
+                ));
+            }
             None => None,
         };
         let challenge = HeaderValue::try_from(names.join(" "))
