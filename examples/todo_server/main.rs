@@ -823,15 +823,12 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
 
 fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
     let body = serde_json::to_vec(value).expect("plain data serializes");
-    let mut res = Response::new(Full::from(body).boxed());
-    *res.status_mut() = status;
-    let headers = res.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::from(body).boxed())
+        .expect("a valid head")
 }
 
 /// Every error has one body shape, `{"detail": "..."}` (the seed app's FastAPI shape).
